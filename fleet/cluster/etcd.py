@@ -1,0 +1,125 @@
+"""Run a private etcd server: for the local cluster, the tests and the benchmarks.
+
+One code path starts etcd everywhere, with non-default ports (a Debian
+``etcd-server`` install may already own 2379), a data dir we own, fast raft
+timings for tests and automatic compaction (an uncompacted etcd slows down
+after ~75k revisions, shared/reference/deps.md §2.5). It is stopped by PID.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fleet.errors import FleetError
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class EtcdProcess:
+    """A single-member etcd bound to ``host``; ``start()`` waits until it is healthy."""
+
+    host: str = "127.0.0.1"
+    client_port: int = 0
+    peer_port: int = 0
+    data_dir: Path | None = None
+    fast: bool = True  # heartbeat 10 ms / election 100 ms: honours 1 s lease TTLs
+    log_path: Path | None = None
+    proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
+    _own_dir: bool = field(default=False, init=False)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{self.host}:{self.client_port}"
+
+    def start(self, timeout: float = 20.0) -> EtcdProcess:
+        binary = shutil.which("etcd")
+        if binary is None:
+            raise FleetError("etcd not found: install Debian's etcd-server package")
+        self.client_port = self.client_port or free_port(self.host)
+        self.peer_port = self.peer_port or free_port(self.host)
+        if self.data_dir is None:
+            self.data_dir = Path(tempfile.mkdtemp(prefix="fleet-etcd-"))
+            self._own_dir = True
+        peer = f"http://{self.host}:{self.peer_port}"
+        args = [
+            binary,
+            "--name=fleet",
+            f"--data-dir={self.data_dir}",
+            f"--listen-client-urls={self.endpoint}",
+            f"--advertise-client-urls={self.endpoint}",
+            f"--listen-peer-urls={peer}",
+            f"--initial-advertise-peer-urls={peer}",
+            f"--initial-cluster=fleet={peer}",
+            "--initial-cluster-state=new",
+            "--auto-compaction-mode=revision",
+            "--auto-compaction-retention=1000",
+            "--logger=zap",
+            "--log-level=error",
+        ]
+        if self.fast:
+            args += ["--heartbeat-interval=10", "--election-timeout=100"]
+        log = open(self.log_path or os.devnull, "ab")  # noqa: SIM115 - owned by the child
+        self.proc = subprocess.Popen(
+            args, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise FleetError(f"etcd exited with status {self.proc.returncode}")
+            if self.healthy():
+                return self
+            time.sleep(0.02)
+        self.stop()
+        raise FleetError(f"etcd on {self.endpoint} not healthy after {timeout:.0f}s")
+
+    def healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.endpoint}/health", timeout=0.5) as r:
+                return b'"health":"true"' in r.read()
+        except OSError:
+            return False
+
+    def pause(self) -> None:
+        """SIGSTOP: etcd stops answering but keeps its sockets (an outage)."""
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGCONT)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+        if self._own_dir and self.data_dir is not None:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def __enter__(self) -> EtcdProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        with contextlib.suppress(Exception):
+            self.stop()

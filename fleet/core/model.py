@@ -1,0 +1,71 @@
+"""The shared vocabulary: desired states, machines, unit records and unit states.
+
+These frozen dataclasses are what the registry stores, what the engine and
+agent reason about, what the API serialises and what fleetctl renders.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class DesiredState(StrEnum):
+    """fleet's cluster states, in order: a unit steps through them one by one."""
+
+    INACTIVE = "inactive"
+    LOADED = "loaded"
+    LAUNCHED = "launched"
+
+    @property
+    def rank(self) -> int:
+        return _RANK[self]
+
+
+_RANK = {DesiredState.INACTIVE: 0, DesiredState.LOADED: 1, DesiredState.LAUNCHED: 2}
+
+
+@dataclass(frozen=True, slots=True)
+class Machine:
+    """A live machine as its agent published it (plus dynamic metadata)."""
+
+    id: str
+    public_ip: str = ""
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    version: str = ""
+    capabilities: Mapping[str, bool] = field(default_factory=dict)
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:8]
+
+    def matches_id(self, wanted: str) -> bool:
+        """fleet's MatchID: the full id or its 8-character short form."""
+        return wanted == self.id or (len(wanted) == 8 and wanted == self.short_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """The desired-state record of one unit (`job/<name>` in etcd)."""
+
+    name: str
+    hash: str  # sha1 hex of the canonical unit file body
+    desired_state: DesiredState
+
+
+@dataclass(frozen=True, slots=True)
+class UnitState:
+    """systemd's view of one unit on one machine, as that machine's agent published it.
+
+    ``fleet_state`` is what the agent has done with the unit (``loaded`` or
+    ``launched``); fleet's currentState is derived from it.
+    """
+
+    name: str
+    machine_id: str
+    load_state: str
+    active_state: str
+    sub_state: str
+    hash: str
+    fleet_state: DesiredState = DesiredState.LOADED
