@@ -84,12 +84,71 @@ class Watchable(Protocol):
 
 
 class Leadership(Protocol):
-    """A held engine leadership: its writes are fenced on the leader key."""
+    """A held engine leadership: its writes are fenced on the leader key
+    (a Txn comparing ``engine/leader``'s value and mod_revision)."""
 
     machine_id: str
 
     @property
     def lost(self) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleChange:
+    """One engine write: place ``name`` (with its unit ``hash``) on ``machine_id``,
+    or remove it from there when ``hash`` is None."""
+
+    name: str
+    machine_id: str
+    hash: str | None
+
+
+class EngineStore(Protocol):
+    """What the engine needs beyond the read side (implemented by EtcdRegistry)."""
+
+    async def campaign(self, machine_id: str, version: str, ttl: float) -> Leadership | None:
+        """Try once to take ``engine/leader`` on a fresh lease of ``ttl`` seconds.
+        Returns the held leadership (its lease is kept alive by a task owned by the
+        registry until ``resign``/loss), or None if another engine leads."""
+
+    async def resign(self, leadership: Leadership) -> None: ...
+
+    async def apply_schedule(
+        self,
+        leadership: Leadership,
+        changes: Sequence[ScheduleChange],
+        reasons: Mapping[str, str | None],
+    ) -> None:
+        """Write placements/removals (``schedule/<machine>/<name>``) and unplaceable
+        reasons (None clears) in fenced transactions of at most 128 ops each.
+        Raises NotLeader when the fence fails; nothing of that batch is written."""
+
+
+class MachineLease(Protocol):
+    """An agent's presence: ``machine/<id>`` and its unit states hang on this lease."""
+
+    lease_id: int
+
+    @property
+    def lost(self) -> bool: ...
+
+
+class AgentStore(Protocol):
+    async def register_machine(self, machine: Machine, ttl: float) -> MachineLease:
+        """Create ``machine/<id>`` on a fresh lease kept alive by a registry-owned
+        task. AlreadyExists if another live lease holds that machine id."""
+
+    async def update_machine(self, lease: MachineLease, machine: Machine) -> None: ...
+
+    async def unregister_machine(self, lease: MachineLease) -> None:
+        """Revoke the lease: the machine key and its unit states vanish."""
+
+    async def machine_schedule(self, machine_id: str) -> dict[str, str]:
+        """unit name -> hash scheduled to this machine."""
+
+    async def publish_unit_state(self, lease: MachineLease, state: UnitState) -> None: ...
+
+    async def delete_unit_state(self, name: str, machine_id: str) -> None: ...
 
 
 class Clock(Protocol):
