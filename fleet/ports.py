@@ -95,12 +95,16 @@ class Leadership(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class ScheduleChange:
-    """One engine write: place ``name`` (with its unit ``hash``) on ``machine_id``,
-    or remove it from there when ``hash`` is None."""
+    """One engine write: put ``name`` on ``machine_id`` with the unit ``hash`` and
+    the ``desired`` state the agent must reach (``loaded`` or ``launched``), or
+    remove it from there when ``hash`` is None. The engine rewrites an entry when
+    the job's hash or desired state changes, so an agent needs to watch only its
+    own ``schedule/<machine-id>/`` prefix."""
 
     name: str
     machine_id: str
     hash: str | None
+    desired: DesiredState = DesiredState.LAUNCHED
 
 
 class EngineStore(Protocol):
@@ -143,8 +147,11 @@ class AgentStore(Protocol):
     async def unregister_machine(self, lease: MachineLease) -> None:
         """Revoke the lease: the machine key and its unit states vanish."""
 
-    async def machine_schedule(self, machine_id: str) -> dict[str, str]:
-        """unit name -> hash scheduled to this machine."""
+    async def machine_schedule(self, machine_id: str) -> dict[str, Job]:
+        """unit name -> Job(name, hash, desired) scheduled to this machine."""
+
+    async def list_global_units(self) -> dict[str, Job]:
+        """Every global unit (the ``global/<name>`` mirror kept by the unit store)."""
 
     async def publish_unit_state(self, lease: MachineLease, state: UnitState) -> None: ...
 
