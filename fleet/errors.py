@@ -93,7 +93,12 @@ class NotLeader(StoreError):
 
 
 class SystemdError(FleetError):
-    pass
+    """``dbus_name`` is the D-Bus error name (e.g. ``org.freedesktop.systemd1.NoSuchUnit``)
+    when systemd answered with an error, "" when the bus itself failed."""
+
+    def __init__(self, message: str, dbus_name: str = "") -> None:
+        super().__init__(message)
+        self.dbus_name = dbus_name
 
 
 class APIError(FleetError):

@@ -1,0 +1,390 @@
+"""The engine: leader election, a watch-fed view, and fenced, batched placements.
+
+Owns fleetd's engine component. Every fleetd campaigns for ``engine/leader``;
+the one that holds it relists the registry once, keeps an in-memory
+:class:`~fleet.engine.view.ClusterState` current from watches, and after every
+burst of relevant changes (and every ``reconcile_interval``) runs the pure
+scheduler and writes its decisions through the leader-fenced
+``apply_schedule``. A new leader adopts the schedule it finds: on an unchanged
+cluster its first plan is empty. While etcd is unreachable it writes nothing;
+when etcd answers again it relists and replans (feature B7).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import fleet
+from fleet.core.scheduler import Plan, Snapshot, plan
+from fleet.engine.view import WATCHED, ClusterState, PassWrites
+from fleet.errors import FleetError, NotLeader, StoreCompacted, StoreError, StoreUnavailable
+from fleet.ports import EngineStore, EventKind, Leadership, Watchable
+from fleet.registry import codec
+from fleet.registry.keys import ENGINE_LEADER, REASON, Keys
+
+log = logging.getLogger(__name__)
+
+# A burst of watch events (a fleetctl start of 100 units, a machine leaving with
+# its states) is coalesced into one pass by waiting this long after the first.
+DEBOUNCE = 0.02
+# Above this many units the plan runs in a worker thread so watches keep flowing.
+THREAD_THRESHOLD = 2_000
+# An own schedule write whose watch echo never came (deleting a key that was
+# already gone) stops shadowing that key after this long.
+PENDING_TTL = 10.0
+# Unreferenced unit bodies are collected every this many passes (feature B9).
+GC_EVERY_PASSES = 30
+
+
+class EngineRegistry(EngineStore, Watchable, Protocol):
+    """What the engine needs from the registry (``EtcdRegistry`` implements it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class EngineStatistics:
+    """Counters since the engine started (``statistics()``)."""
+
+    leader: bool
+    leader_since: float | None  # wall-clock time leadership was gained
+    elections_won: int
+    passes: int
+    placements: int
+    removals: int
+    rewrites: int
+    reasons_written: int
+    failures: int
+    relists: int
+    bodies_collected: int
+    last_pass_seconds: float
+    units: int
+    machines: int
+
+
+class _Relist(Exception):
+    """Internal: the view is no longer trustworthy (compaction, store outage)."""
+
+
+class Engine:
+    """fleetd's engine; ``run()`` until cancelled."""
+
+    def __init__(
+        self,
+        registry: EngineRegistry,
+        machine_id: str,
+        *,
+        reconcile_interval: float = 2.0,
+        version: str = fleet.__version__,
+        lease_ttl: float | None = None,
+        planner: Callable[[Snapshot], Plan] = plan,
+    ) -> None:
+        self._registry = registry
+        self._machine_id = machine_id
+        self._interval = reconcile_interval
+        self._version = version
+        self._ttl = lease_ttl if lease_ttl is not None else 5 * reconcile_interval
+        self._plan = planner
+        self._view = ClusterState()
+        self._wake = asyncio.Event()
+        self._leadership: Leadership | None = None
+        self._leader_since: float | None = None
+        self._elections_won = 0
+        self._passes = 0
+        self._placements = 0
+        self._removals = 0
+        self._rewrites = 0
+        self._reasons_written = 0
+        self._failures = 0
+        self._relists = 0
+        self._bodies_collected = 0
+        self._last_pass = 0.0
+        self._pending_since: dict[tuple[str, str], float] = {}
+
+    # --- public -------------------------------------------------------------------
+
+    @property
+    def is_leader(self) -> bool:
+        return self._leadership is not None and not self._leadership.lost
+
+    @property
+    def current_leadership(self) -> Leadership | None:
+        """The held leadership, if any (for diagnostics and tests)."""
+        return self._leadership
+
+    def statistics(self) -> EngineStatistics:
+        return EngineStatistics(
+            leader=self.is_leader,
+            leader_since=self._leader_since,
+            elections_won=self._elections_won,
+            passes=self._passes,
+            placements=self._placements,
+            removals=self._removals,
+            rewrites=self._rewrites,
+            reasons_written=self._reasons_written,
+            failures=self._failures,
+            relists=self._relists,
+            bodies_collected=self._bodies_collected,
+            last_pass_seconds=self._last_pass,
+            units=len(self._view.jobs),
+            machines=len(self._view.machines),
+        )
+
+    async def run(self) -> None:
+        """Campaign, lead until leadership is lost, campaign again; until cancelled."""
+        try:
+            while True:
+                leadership = await self._campaign()
+                self._leadership = leadership
+                self._leader_since = time.time()
+                self._elections_won += 1
+                log.info("engine: %s is now the leader", self._machine_id)
+                try:
+                    await self._lead(leadership)
+                except NotLeader as exc:
+                    log.warning("engine: leadership lost: %s", exc)
+                    await self._resign()
+                finally:
+                    self._drop_view()
+                    self._leadership = None
+                    self._leader_since = None
+        finally:
+            await self._resign()
+
+    # --- leadership ---------------------------------------------------------------
+
+    async def _campaign(self) -> Leadership:
+        while True:
+            try:
+                leadership = await self._registry.campaign(
+                    self._machine_id, self._version, self._ttl
+                )
+            except StoreError as exc:
+                log.warning("engine: cannot campaign for leadership: %s", exc)
+                await asyncio.sleep(self._interval)
+                continue
+            if leadership is not None:
+                return leadership
+            await self._wait_leader_vacant(self._interval)
+
+    async def _wait_leader_vacant(self, timeout: float) -> None:
+        """Return when ``engine/leader`` is deleted (lease expired, resigned) or after
+        ``timeout``: a deleted key lets a standby take over well within the TTL."""
+        with contextlib.suppress(TimeoutError, StoreError):
+            async with asyncio.timeout(timeout):
+                listing, revision = await self._registry.list_prefix(ENGINE_LEADER)
+                if ENGINE_LEADER not in listing:
+                    return
+                stream = self._registry.watch_prefix(ENGINE_LEADER, revision + 1)
+                async with contextlib.aclosing(stream):  # type: ignore[type-var]
+                    async for batch in stream:
+                        if any(
+                            e.kind is EventKind.DELETE and e.key == ENGINE_LEADER for e in batch
+                        ):
+                            return
+
+    async def _resign(self) -> None:
+        leadership = self._leadership
+        self._leadership = None
+        if leadership is None or leadership.lost:
+            return
+        with contextlib.suppress(StoreError):
+            await self._registry.resign(leadership)
+
+    def _drop_view(self) -> None:
+        self._view = ClusterState()
+        self._pending_since.clear()
+
+    # --- leading ------------------------------------------------------------------
+
+    async def _lead(self, leadership: Leadership) -> None:
+        while not leadership.lost:
+            try:
+                revisions = await self._relist()
+            except StoreError as exc:
+                self._failures += 1
+                log.warning("engine: relist failed, retrying: %s", exc)
+                await self._sleep_unless_lost(leadership, self._interval)
+                continue
+            try:
+                async with asyncio.TaskGroup() as group:
+                    for prefix, revision in revisions.items():
+                        group.create_task(self._watch(prefix, revision))
+                    group.create_task(self._reconcile_loop(leadership))
+            except* _Relist:
+                self._relists += 1
+                log.info("engine: relisting the registry")
+            except* NotLeader as group_error:
+                raise group_error.exceptions[0] from None
+        raise NotLeader("engine leadership lease lost")
+
+    async def _relist(self) -> dict[str, int]:
+        """Load every watched prefix and the reasons; -> prefix -> listed revision."""
+        self._pending_since.clear()
+        view = self._view
+        revisions: dict[str, int] = {}
+        for prefix in WATCHED:
+            listing, revision = await self._registry.list_prefix(prefix)
+            view.load(prefix, listing)
+            revisions[prefix] = revision
+        listing, _ = await self._registry.list_prefix(REASON)
+        reasons: dict[str, str] = {}
+        for key, value in listing.items():
+            try:
+                reasons[Keys.parse_leaf(key, REASON)] = codec.decode_reason(value, key)
+            except FleetError as exc:
+                log.error("engine: ignoring %s: %s", key, exc)
+        view.load_reasons(reasons)
+        self._wake.set()
+        return revisions
+
+    async def _watch(self, prefix: str, revision: int) -> None:
+        stream = self._registry.watch_prefix(prefix, revision + 1)
+        try:
+            async with contextlib.aclosing(stream):  # type: ignore[type-var]
+                async for batch in stream:
+                    if self._view.apply(batch):
+                        self._wake.set()
+        except StoreCompacted as exc:
+            log.warning("engine: watch of %s compacted: %s", prefix, exc)
+            raise _Relist from exc
+        except StoreError as exc:
+            # The registry already retries an unreachable etcd; anything else means
+            # the view may have missed events.
+            log.warning("engine: watch of %s failed: %s", prefix, exc)
+            raise _Relist from exc
+
+    async def _reconcile_loop(self, leadership: Leadership) -> None:
+        while True:
+            if leadership.lost:
+                raise NotLeader("engine leadership lease lost")
+            woken = await self._wait_wake(leadership)
+            if woken:
+                # Coalesce a burst of events into one pass.
+                await asyncio.sleep(DEBOUNCE)
+            self._wake.clear()
+            if leadership.lost:
+                raise NotLeader("engine leadership lease lost")
+            await self._pass(leadership)
+            if self._passes % GC_EVERY_PASSES == 0 and not self._wake.is_set():
+                await self._collect_garbage()
+
+    async def _collect_garbage(self) -> None:
+        collect: Callable[[], Awaitable[int]] | None = getattr(
+            self._registry, "collect_garbage", None
+        )
+        if collect is None:
+            return
+        try:
+            collected = await collect()
+        except StoreError as exc:
+            log.warning("engine: unit body garbage collection failed: %s", exc)
+            return
+        if collected:
+            self._bodies_collected += collected
+            log.info("engine: removed %d unreferenced unit bodies", collected)
+
+    async def _wait_wake(self, leadership: Leadership) -> bool:
+        """Wait for a relevant change or the interval; notice lost leadership quickly."""
+        deadline = time.monotonic() + self._interval
+        step = min(0.1, self._interval)
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            try:
+                async with asyncio.timeout(min(step, remaining)):
+                    await self._wake.wait()
+                return True
+            except TimeoutError:
+                if leadership.lost:
+                    return False
+
+    async def _sleep_unless_lost(self, leadership: Leadership, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not leadership.lost and time.monotonic() < deadline:
+            await asyncio.sleep(min(0.1, seconds))
+
+    async def _pass(self, leadership: Leadership) -> None:
+        started = time.perf_counter()
+        view = self._view
+        self._expire_pending()
+        cut = view.cut()
+        if len(cut.snapshot.units) > THREAD_THRESHOLD:
+            result = await asyncio.to_thread(self._plan, cut.snapshot)
+        else:
+            result = self._plan(cut.snapshot)
+        if view is not self._view:
+            return  # relisted while planning: this plan is stale
+        writes = view.writes(cut, result)
+        self._passes += 1
+        if writes:
+            self._log_plan(writes, result)
+            view.expect(writes)
+            now = time.monotonic()
+            for change in writes.changes:
+                self._pending_since[(change.machine_id, change.name)] = now
+            try:
+                await self._registry.apply_schedule(leadership, writes.changes, writes.reasons)
+            except NotLeader:
+                self._failures += 1
+                raise
+            except StoreUnavailable as exc:
+                # Some batches may have landed: the view cannot know which (B7).
+                self._failures += 1
+                log.warning("engine: etcd unavailable, nothing applied this pass: %s", exc)
+                await self._wait_store(leadership)
+                raise _Relist from exc
+            except StoreError as exc:
+                self._failures += 1
+                log.error("engine: applying the schedule failed: %s", exc)
+                raise _Relist from exc
+            view.written(writes)
+            self._placements += writes.placed
+            self._removals += writes.removed
+            self._rewrites += writes.rewritten
+            self._reasons_written += len(writes.reasons)
+        self._last_pass = time.perf_counter() - started
+
+    async def _wait_store(self, leadership: Leadership) -> None:
+        """Back off until etcd answers again (or leadership is lost)."""
+        while not leadership.lost:
+            await self._sleep_unless_lost(leadership, self._interval)
+            try:
+                await self._registry.list_prefix(ENGINE_LEADER)
+                return
+            except StoreError:
+                continue
+
+    def _expire_pending(self) -> None:
+        if not self._pending_since:
+            return
+        now = time.monotonic()
+        expired = [k for k, t in self._pending_since.items() if now - t > PENDING_TTL]
+        for key in expired:
+            del self._pending_since[key]
+            self._view.pending.pop(key, None)
+
+    def _log_plan(self, writes: PassWrites, result: Plan) -> None:
+        if log.isEnabledFor(logging.INFO):
+            for u in result.unschedule:
+                log.info("engine: unscheduling %s from %s: %s", u.name, u.machine_id, u.detail)
+            if len(result.place) <= 50:
+                for p in result.place:
+                    log.info("engine: scheduling %s to %s: %s", p.name, p.machine_id, p.detail)
+            else:
+                log.info("engine: scheduling %d units", len(result.place))
+            for name, why in writes.reasons.items():
+                if why is not None:
+                    log.info("engine: cannot place %s: %s", name, why)
+        log.debug(
+            "engine: pass writes %d placements, %d removals, %d rewrites, %d reasons",
+            writes.placed,
+            writes.removed,
+            writes.rewritten,
+            len(writes.reasons),
+        )

@@ -1,0 +1,395 @@
+"""The engine leader's in-memory view of the cluster, fed by etcd watch events.
+
+Owns the decoded state the scheduler needs (jobs, parsed unit bodies with their
+requirements, the schedule, live machines with dynamic metadata overlaid, and
+the reasons last written), how a watch event changes it, how a
+:class:`fleet.core.scheduler.Snapshot` is cut from it, and how a
+:class:`fleet.core.scheduler.Plan` becomes the registry writes of one pass
+(removals, placements, rewrites of changed hash/desired state, and only the
+reasons that changed). It does no I/O, so the engine loop stays small and this
+translation is testable without etcd.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from fleet.core.model import DesiredState, Job, Machine
+from fleet.core.requirements import Requirements, parse_requirements
+from fleet.core.scheduler import Plan, SchedUnit, Snapshot, explain
+from fleet.core.unitfile import UnitFile
+from fleet.errors import FleetError
+from fleet.ports import EventKind, ScheduleChange, WatchEvent
+from fleet.registry import codec
+from fleet.registry.keys import (
+    JOB,
+    MACHINE,
+    MACHINE_METADATA,
+    SCHEDULE,
+    UNIT,
+    Keys,
+)
+
+log = logging.getLogger(__name__)
+
+# The prefixes the leader watches; reasons are written only by the leader, so
+# listing them when leadership is gained is enough.
+WATCHED = (JOB, UNIT, SCHEDULE, MACHINE, MACHINE_METADATA)
+
+
+@dataclass(frozen=True, slots=True)
+class _Body:
+    """A unit body parsed once per hash; ``error`` when it cannot be parsed."""
+
+    unit_file: UnitFile | None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PassWrites:
+    """What one reconcile pass sends to ``apply_schedule``."""
+
+    changes: tuple[ScheduleChange, ...]
+    reasons: dict[str, str | None]
+    placed: int
+    removed: int
+    rewritten: int
+
+    def __bool__(self) -> bool:
+        return bool(self.changes or self.reasons)
+
+
+@dataclass(frozen=True, slots=True)
+class Cut:
+    """One pass's input: ``snapshot`` for the planner, ``held`` units that can
+    never be placed (name -> why), ``waiting`` units whose body has not arrived
+    yet (no opinion about them this pass) and ``removals`` of schedule entries
+    beyond the first machine of a unit scheduled twice."""
+
+    snapshot: Snapshot
+    held: Mapping[str, str]
+    waiting: frozenset[str]
+    removals: tuple[ScheduleChange, ...]
+
+
+@dataclass
+class ClusterState:
+    """Decoded registry state as of the watches' last events."""
+
+    jobs: dict[str, Job] = field(default_factory=dict)
+    bodies: dict[str, _Body] = field(default_factory=dict)
+    # name -> machine id -> what the schedule entry holds (Job with that name).
+    schedule: dict[str, dict[str, Job]] = field(default_factory=dict)
+    machines: dict[str, Machine] = field(default_factory=dict)
+    dynamic_metadata: dict[str, dict[str, str | None]] = field(default_factory=dict)
+    reasons: dict[str, str] = field(default_factory=dict)
+    # Our own schedule writes whose watch echo has not arrived yet: older events
+    # for those keys are stale and must not undo the write in the view.
+    pending: dict[tuple[str, str], Job | None] = field(default_factory=dict)
+    _requirements: dict[tuple[str, str], Requirements | str] = field(default_factory=dict)
+    _sched_units: dict[str, tuple[Job, SchedUnit | str | None]] = field(default_factory=dict)
+    _effective_machines: dict[str, Machine] | None = None
+
+    # --- feeding ----------------------------------------------------------------
+
+    def load(self, prefix: str, listing: Mapping[str, bytes]) -> None:
+        """Replace everything under ``prefix`` with a fresh listing."""
+        if prefix == JOB:
+            self.jobs.clear()
+        elif prefix == UNIT:
+            # Parsed bodies are content-addressed: keep them, they cannot change.
+            pass
+        elif prefix == SCHEDULE:
+            self.schedule.clear()
+            self.pending.clear()
+        elif prefix == MACHINE:
+            self.machines.clear()
+        elif prefix == MACHINE_METADATA:
+            self.dynamic_metadata.clear()
+        for key, value in listing.items():
+            self._put(key, value)
+        if prefix == UNIT:
+            listed = {Keys.parse_leaf(k, UNIT) for k in listing if _well_formed(k, UNIT)}
+            for gone in set(self.bodies) - listed:
+                del self.bodies[gone]
+        self._effective_machines = None
+
+    def load_reasons(self, listing: Mapping[str, str]) -> None:
+        self.reasons = dict(listing)
+
+    def apply(self, events: Iterable[WatchEvent]) -> bool:
+        """Apply a watch batch; True if it may change the plan (our echoes do not)."""
+        relevant = False
+        for event in events:
+            if event.key.startswith(SCHEDULE) and self._is_echo_or_stale(event):
+                continue
+            relevant = True
+            if event.kind is EventKind.PUT:
+                self._put(event.key, event.value)
+            else:
+                self._delete(event.key)
+        return relevant
+
+    def _is_echo_or_stale(self, event: WatchEvent) -> bool:
+        try:
+            machine_id, name = Keys.parse_schedule_key(event.key)
+        except FleetError:
+            return True
+        key = (machine_id, name)
+        if key not in self.pending:
+            return False
+        expected = self.pending[key]
+        if event.kind is EventKind.DELETE:
+            matches = expected is None
+        else:
+            try:
+                got = codec.decode_schedule(event.value, name, event.key)
+            except FleetError:
+                return True
+            matches = expected == got
+        if matches:
+            del self.pending[key]
+        # Our echo changes nothing (the view already has it); a non-matching event
+        # for a pending key is older than our write (watches deliver in order).
+        return True
+
+    def _put(self, key: str, value: bytes) -> None:
+        try:
+            if key.startswith(JOB):
+                name = Keys.parse_leaf(key, JOB)
+                self.jobs[name] = codec.decode_job(value, key)
+            elif key.startswith(UNIT):
+                hash = Keys.parse_leaf(key, UNIT)
+                if hash not in self.bodies:
+                    self.bodies[hash] = _parse_body(codec.decode_body(value, key))
+            elif key.startswith(SCHEDULE):
+                machine_id, name = Keys.parse_schedule_key(key)
+                entry = codec.decode_schedule(value, name, key)
+                self.schedule.setdefault(name, {})[machine_id] = entry
+            elif key.startswith(MACHINE_METADATA):
+                machine_id, meta_key = Keys.parse_metadata_key(key)
+                meta_value = codec.decode_metadata_value(value, key)
+                self.dynamic_metadata.setdefault(machine_id, {})[meta_key] = meta_value
+                self._effective_machines = None
+            elif key.startswith(MACHINE):
+                machine_id = Keys.parse_leaf(key, MACHINE)
+                self.machines[machine_id] = codec.decode_machine(value, key)
+                self._effective_machines = None
+        except FleetError as exc:
+            # One corrupt value must not stop scheduling for everyone else.
+            log.error("ignoring %s: %s", key, exc)
+
+    def _delete(self, key: str) -> None:
+        try:
+            if key.startswith(JOB):
+                self.jobs.pop(Keys.parse_leaf(key, JOB), None)
+            elif key.startswith(UNIT):
+                self.bodies.pop(Keys.parse_leaf(key, UNIT), None)
+            elif key.startswith(SCHEDULE):
+                machine_id, name = Keys.parse_schedule_key(key)
+                self._unschedule(name, machine_id)
+            elif key.startswith(MACHINE_METADATA):
+                machine_id, meta_key = Keys.parse_metadata_key(key)
+                metadata = self.dynamic_metadata.get(machine_id, {})
+                metadata.pop(meta_key, None)
+                if not metadata:
+                    self.dynamic_metadata.pop(machine_id, None)
+                self._effective_machines = None
+            elif key.startswith(MACHINE):
+                self.machines.pop(Keys.parse_leaf(key, MACHINE), None)
+                self._effective_machines = None
+        except FleetError as exc:
+            log.error("ignoring delete of %s: %s", key, exc)
+
+    def _unschedule(self, name: str, machine_id: str) -> None:
+        entries = self.schedule.get(name)
+        if entries is not None:
+            entries.pop(machine_id, None)
+            if not entries:
+                del self.schedule[name]
+
+    # --- planning ---------------------------------------------------------------
+
+    def effective_machines(self) -> dict[str, Machine]:
+        """Live machines with dynamic metadata overlaid (``None`` hides a key)."""
+        if self._effective_machines is None:
+            result: dict[str, Machine] = {}
+            for machine_id, published in self.machines.items():
+                machine = published
+                overlay = self.dynamic_metadata.get(machine_id)
+                if overlay:
+                    metadata = dict(machine.metadata)
+                    for key, value in overlay.items():
+                        if value is None:
+                            metadata.pop(key, None)
+                        else:
+                            metadata[key] = value
+                    machine = Machine(
+                        id=published.id,
+                        public_ip=published.public_ip,
+                        metadata=metadata,
+                        version=published.version,
+                        capabilities=published.capabilities,
+                    )
+                result[machine_id] = machine
+            self._effective_machines = result
+        return self._effective_machines
+
+    def _sched_unit(self, job: Job) -> SchedUnit | str | None:
+        """The scheduler's unit for ``job``; a reason text if it can never be placed;
+        None while its body has not arrived yet."""
+        cached = self._sched_units.get(job.name)
+        if cached is not None and cached[0] == job:
+            return cached[1]
+        body = self.bodies.get(job.hash)
+        if body is None:
+            return None  # the body watch lags the job watch: decide next pass
+        requirements = self._requirements_of(job.name, job.hash, body)
+        unit: SchedUnit | str
+        if isinstance(requirements, str):
+            unit = requirements
+        else:
+            unit = SchedUnit(job.name, job.hash, job.desired_state, requirements)
+        self._sched_units[job.name] = (job, unit)
+        return unit
+
+    def _requirements_of(self, name: str, hash: str, body: _Body) -> Requirements | str:
+        key = (name, hash)
+        cached = self._requirements.get(key)
+        if cached is None:
+            cached = _parse_requirements(name, body)
+            self._requirements[key] = cached
+        return cached
+
+    def cut(self) -> Cut:
+        """The snapshot for ``plan`` plus what the engine decides without it.
+
+        Units whose body cannot be parsed are kept out of the plan entirely (not
+        placed, not moved): they get a reason instead.
+        """
+        units: dict[str, SchedUnit] = {}
+        held: dict[str, str] = {}
+        waiting: set[str] = set()
+        for name, job in self.jobs.items():
+            unit = self._sched_unit(job)
+            if unit is None:
+                waiting.add(name)
+            elif isinstance(unit, str):
+                held[name] = unit
+            else:
+                units[name] = unit
+        if len(self._sched_units) > len(self.jobs):
+            for name in self._sched_units.keys() - self.jobs.keys():
+                del self._sched_units[name]
+        schedule: dict[str, str] = {}
+        removals: list[ScheduleChange] = []
+        for name, entries in self.schedule.items():
+            if name in self.jobs and name not in units:
+                continue  # held or waiting: neither placed nor moved this pass
+            # A destroyed unit stays in the snapshot so the planner unschedules it
+            # with its reason; a second machine (only possible by hand) is dropped.
+            if len(entries) == 1:
+                schedule[name] = next(iter(entries))
+                continue
+            machine_ids = sorted(entries)
+            schedule[name] = machine_ids[0]
+            removals.extend(ScheduleChange(name, m, None) for m in machine_ids[1:])
+        snapshot = Snapshot(units=units, machines=self.effective_machines(), schedule=schedule)
+        return Cut(snapshot, held, frozenset(waiting), tuple(removals))
+
+    def writes(self, cut: Cut, plan: Plan) -> PassWrites:
+        """Turn a plan into this pass's writes: removals first, then placements and
+        rewrites; reasons only where they change."""
+        removals = list(cut.removals)
+        removals.extend(ScheduleChange(u.name, u.machine_id, None) for u in plan.unschedule)
+        unscheduled = {(c.name, c.machine_id) for c in removals}
+        puts: list[ScheduleChange] = []
+        for placement in plan.place:
+            placed = self.jobs[placement.name]
+            puts.append(
+                ScheduleChange(
+                    placement.name, placement.machine_id, placed.hash, placed.desired_state
+                )
+            )
+        placed_now = {(c.name, c.machine_id) for c in puts}
+        rewritten = 0
+        for name, machine_id in cut.snapshot.schedule.items():
+            if (name, machine_id) in unscheduled or (name, machine_id) in placed_now:
+                continue
+            job = self.jobs.get(name)
+            if job is None or job.desired_state is DesiredState.INACTIVE:
+                continue  # the planner unschedules it
+            entry = self.schedule[name][machine_id]
+            if entry.hash != job.hash or entry.desired_state != job.desired_state:
+                puts.append(ScheduleChange(name, machine_id, job.hash, job.desired_state))
+                rewritten += 1
+
+        wanted: dict[str, str | None] = {}
+        for name, rejections in plan.unplaceable.items():
+            wanted[name] = explain(name, rejections)
+        wanted.update(cut.held)
+        reasons: dict[str, str | None] = {}
+        for name, why in wanted.items():
+            if self.reasons.get(name) != why:
+                reasons[name] = why
+        for name in self.reasons:
+            if name not in wanted and name not in cut.waiting:
+                reasons[name] = None  # placed, placeable again, or gone
+        return PassWrites(
+            changes=(*removals, *puts),
+            reasons=reasons,
+            placed=len(puts) - rewritten,
+            removed=len(removals),
+            rewritten=rewritten,
+        )
+
+    def written(self, writes: PassWrites) -> None:
+        """Record a successful ``apply_schedule`` so the next pass builds on it
+        before the watch echoes arrive."""
+        for change in writes.changes:
+            if change.hash is None:
+                self._unschedule(change.name, change.machine_id)
+            else:
+                entry = Job(change.name, change.hash, change.desired)
+                self.schedule.setdefault(change.name, {})[change.machine_id] = entry
+        for name, why in writes.reasons.items():
+            if why is None:
+                self.reasons.pop(name, None)
+            else:
+                self.reasons[name] = why
+
+    def expect(self, writes: PassWrites) -> None:
+        """Mark the keys about to be written, before the write: its echo may
+        arrive before ``apply_schedule`` returns."""
+        for change in writes.changes:
+            expected = (
+                None if change.hash is None else Job(change.name, change.hash, change.desired)
+            )
+            self.pending[(change.machine_id, change.name)] = expected
+
+
+def _well_formed(key: str, kind: str) -> bool:
+    try:
+        Keys.parse_leaf(key, kind)
+    except FleetError:
+        return False
+    return True
+
+
+def _parse_body(text: str) -> _Body:
+    try:
+        return _Body(UnitFile.parse(text))
+    except FleetError as exc:
+        return _Body(None, f"invalid unit file: {exc}")
+
+
+def _parse_requirements(name: str, body: _Body) -> Requirements | str:
+    if body.unit_file is None:
+        return body.error or "invalid unit file"
+    try:
+        return parse_requirements(name, body.unit_file)
+    except FleetError as exc:
+        # Submit-time validation should have refused it; never crash the engine on it.
+        return f"invalid [X-Fleet] section: {exc}"

@@ -1,0 +1,1 @@
+"""The agent's systemd edge: the D-Bus manager adapter and the unit-file directory."""

@@ -1,0 +1,204 @@
+"""The engine's in-memory view without etcd: events in, one pass's writes out.
+
+Machines here are SIMULATED records fed as watch events; the real scheduler plans.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pytest
+
+from fleet.core.model import DesiredState, Job, Machine
+from fleet.core.scheduler import plan
+from fleet.engine.view import ClusterState, PassWrites
+from fleet.ports import EventKind, ScheduleChange, WatchEvent
+from fleet.registry import codec
+from tests.engine.harness import unit_body
+
+BODIES = dict(
+    unit_body(x)[::-1] for x in ("", "Global=true\nMachineOf=x.service", "MachineMetadata=disk=ssd")
+)
+HASH, BAD_HASH, SSD_HASH = BODIES
+_other_body, OTHER_HASH = unit_body(description="other")
+BODIES[OTHER_HASH] = _other_body
+L, LD, IN = DesiredState.LAUNCHED, DesiredState.LOADED, DesiredState.INACTIVE
+
+
+def put(key: str, value: bytes, revision: int = 1) -> WatchEvent:
+    return WatchEvent(EventKind.PUT, key, value, revision)
+
+
+def delete(key: str, revision: int = 1) -> WatchEvent:
+    return WatchEvent(EventKind.DELETE, key, b"", revision)
+
+
+def machine(machine_id: str, **metadata: str) -> WatchEvent:
+    return put(f"machine/{machine_id}", codec.encode_machine(Machine(machine_id, "", metadata)))
+
+
+def job(name: str, desired: DesiredState = L, hash: str = HASH) -> list[WatchEvent]:
+    return [
+        put(f"unit/{hash}", codec.encode_body(BODIES[hash])),
+        put(f"job/{name}", codec.encode_job(Job(name, hash, desired))),
+    ]
+
+
+def scheduled(
+    name: str, machine_id: str, desired: DesiredState = L, hash: str = HASH
+) -> WatchEvent:
+    return put(f"schedule/{machine_id}/{name}", codec.encode_schedule(hash, desired))
+
+
+def one_pass(view: ClusterState) -> PassWrites:
+    cut = view.cut()
+    return view.writes(cut, plan(cut.snapshot))
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    events: list[WatchEvent]
+    changes: list[ScheduleChange]
+    reasons: dict[str, str | None] = field(default_factory=dict)
+    existing_reasons: dict[str, str] = field(default_factory=dict)
+    reason_check: Callable[[str], bool] | None = None
+
+
+CASES = [
+    Case(
+        "adopted schedule writes nothing",
+        [machine("m1"), machine("m2"), *job("a.service"), scheduled("a.service", "m2")],
+        [],
+    ),
+    Case(
+        "new unit placed with hash and desired state",
+        [machine("m1"), *job("a.service", LD)],
+        [ScheduleChange("a.service", "m1", HASH, LD)],
+    ),
+    Case(
+        "desired state change rewrites the entry in place",
+        [machine("m1"), machine("m2"), *job("a.service", LD), scheduled("a.service", "m2")],
+        [ScheduleChange("a.service", "m2", HASH, LD)],
+    ),
+    Case(
+        "hash change rewrites the entry in place",
+        [machine("m1"), *job("a.service", L, OTHER_HASH), scheduled("a.service", "m1")],
+        [ScheduleChange("a.service", "m1", OTHER_HASH, L)],
+    ),
+    Case(
+        "inactive unit is removed",
+        [machine("m1"), *job("a.service", IN), scheduled("a.service", "m1")],
+        [ScheduleChange("a.service", "m1", None)],
+    ),
+    Case(
+        "destroyed unit is removed",
+        [machine("m1"), scheduled("gone.service", "m1")],
+        [ScheduleChange("gone.service", "m1", None)],
+    ),
+    Case(
+        "unit scheduled twice keeps the first machine",
+        [
+            machine("m1"),
+            machine("m2"),
+            *job("a.service"),
+            scheduled("a.service", "m1"),
+            scheduled("a.service", "m2"),
+        ],
+        [ScheduleChange("a.service", "m2", None)],
+    ),
+    Case(
+        "unit on a departed machine moves",
+        [machine("m1"), *job("a.service"), scheduled("a.service", "gone")],
+        [ScheduleChange("a.service", "gone", None), ScheduleChange("a.service", "m1", HASH, L)],
+    ),
+    Case(
+        "unparseable unit is neither moved nor rewritten and gets a reason",
+        [machine("m1"), *job("bad.service", LD, BAD_HASH), scheduled("bad.service", "m1")],
+        [],
+        reason_check=lambda why: "X-Fleet" in why and "MachineOf" in why,
+    ),
+    Case(
+        "unplaceable unit gets a reason naming the rule",
+        [machine("m1", disk="hdd"), *job("db.service", L, SSD_HASH)],
+        [],
+        reason_check=lambda why: "MachineMetadata" in why and "m1" in why,
+    ),
+    Case(
+        "a unit whose body has not arrived yet keeps its reason",
+        [machine("m1"), job("late.service")[1]],
+        [],
+        existing_reasons={"late.service": "earlier reason"},
+    ),
+    Case(
+        "a placed unit's old reason is cleared",
+        [machine("m1"), *job("a.service")],
+        [ScheduleChange("a.service", "m1", HASH, L)],
+        reasons={"a.service": None},
+        existing_reasons={"a.service": "no machines"},
+    ),
+    Case(
+        "reason of a destroyed unit is cleared",
+        [machine("m1")],
+        [],
+        reasons={"old.service": None},
+        existing_reasons={"old.service": "no machines"},
+    ),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_one_pass_writes(case: Case) -> None:
+    view = ClusterState()
+    view.apply(case.events)
+    view.load_reasons(case.existing_reasons)
+    writes = one_pass(view)
+    assert list(writes.changes) == case.changes
+    if case.reason_check is None:
+        assert writes.reasons == case.reasons
+    else:
+        (why,) = writes.reasons.values()
+        assert why is not None and case.reason_check(why), why
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_a_written_pass_is_a_fixed_point(case: Case) -> None:
+    view = ClusterState()
+    view.apply(case.events)
+    view.load_reasons(case.existing_reasons)
+    view.written(one_pass(view))
+    again = one_pass(view)
+    assert not again, again
+
+
+def test_stale_events_do_not_undo_an_own_write_and_the_echo_is_not_a_change() -> None:
+    view = ClusterState()
+    view.apply([machine("m1"), *job("a.service")])
+    writes = one_pass(view)
+    view.expect(writes)
+    view.written(writes)
+    # An older delete of the same key (revision before our write) arrives late.
+    assert not view.apply([delete("schedule/m1/a.service", revision=1)])
+    assert view.schedule == {"a.service": {"m1": Job("a.service", HASH, L)}}
+    # Our echo: no replan needed, and the key is no longer shadowed.
+    assert not view.apply([scheduled("a.service", "m1")])
+    assert view.pending == {}
+    assert view.apply([delete("schedule/m1/a.service", revision=9)])
+    assert view.schedule == {}
+
+
+def test_dynamic_metadata_overlays_and_hides_published_metadata() -> None:
+    view = ClusterState()
+    view.apply([machine("m1", role="web", disk="ssd")])
+    view.apply([put("machine-metadata/m1/role", codec.encode_metadata_value("db"))])
+    view.apply([put("machine-metadata/m1/disk", codec.encode_metadata_value(None))])
+    assert dict(view.effective_machines()["m1"].metadata) == {"role": "db"}
+    view.apply([delete("machine-metadata/m1/disk")])
+    assert dict(view.effective_machines()["m1"].metadata) == {"role": "db", "disk": "ssd"}
+
+
+def test_a_corrupt_value_is_ignored_and_the_rest_still_plans() -> None:
+    view = ClusterState()
+    view.apply([machine("m1"), put("job/broken.service", b"not json"), *job("a.service")])
+    assert list(one_pass(view).changes) == [ScheduleChange("a.service", "m1", HASH, L)]
