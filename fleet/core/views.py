@@ -1,0 +1,113 @@
+"""Read models of units as users see them: one :class:`UnitInfo` per registry unit.
+
+Both fleetctl's etcd driver and the API server build their unit listings here,
+from what the registry holds (jobs, bodies, the engine's schedule, the agents'
+published states and the engine's unplaceable reasons), so that desired state,
+current state and target machine mean the same thing everywhere. Pure: the
+caller does the reading.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from fleet.core.model import DesiredState, Job, UnitState
+from fleet.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from fleet.core.unitfile import UnitFile
+
+
+@dataclass(frozen=True)
+class UnitInfo:
+    """One registry unit: its file, desired and current state and where it runs.
+
+    ``current`` is None for global units (fleet never derives one for them);
+    ``machine_id`` is the engine's placement (None when unscheduled or global);
+    ``reason`` is why the engine could not place the unit (feature B1).
+    """
+
+    name: str
+    unit: UnitFile
+    hash: str
+    desired: DesiredState
+    current: DesiredState | None
+    machine_id: str | None
+    is_global: bool
+    reason: str | None
+
+    @property
+    def description(self) -> str:
+        return self.unit.description or ""
+
+
+def unit_is_global(name: str, unit: UnitFile) -> bool:
+    """Whether ``[X-Fleet] Global`` makes this unit global.
+
+    A stored unit whose requirements no longer validate is shown as
+    non-global rather than hiding it from listings.
+    """
+    from fleet.core.requirements import validate_unit  # keeps import cycles out
+
+    try:
+        return validate_unit(name, unit).is_global
+    except InvalidInput:
+        return False
+
+
+def current_state(name: str, machine_id: str | None, states: Iterable[UnitState]) -> DesiredState:
+    """fleet's currentState of a non-global unit.
+
+    ``inactive`` unless the unit is scheduled and the scheduled machine's agent
+    published a state for it; then whatever that agent says it did
+    (``loaded`` or ``launched``).
+    """
+    if machine_id is None:
+        return DesiredState.INACTIVE
+    for state in states:
+        if state.name == name and state.machine_id == machine_id:
+            return state.fleet_state
+    return DesiredState.INACTIVE
+
+
+def build_unit_infos(
+    jobs: Iterable[Job],
+    bodies: Mapping[str, UnitFile],
+    schedule: Mapping[str, str],
+    states: Sequence[UnitState],
+    reasons: Mapping[str, str],
+) -> list[UnitInfo]:
+    """Join the registry's pieces into one sorted list of :class:`UnitInfo`.
+
+    A job whose body is missing (a torn write from an old client) is left out:
+    without a unit file there is nothing meaningful to show or schedule.
+    """
+    by_unit: dict[str, list[UnitState]] = {}
+    for state in states:
+        by_unit.setdefault(state.name, []).append(state)
+    infos: list[UnitInfo] = []
+    for job in jobs:
+        unit = bodies.get(job.hash)
+        if unit is None:
+            continue
+        is_global = unit_is_global(job.name, unit)
+        machine_id = None if is_global else schedule.get(job.name)
+        current = (
+            None if is_global else current_state(job.name, machine_id, by_unit.get(job.name, ()))
+        )
+        infos.append(
+            UnitInfo(
+                name=job.name,
+                unit=unit,
+                hash=job.hash,
+                desired=job.desired_state,
+                current=current,
+                machine_id=machine_id,
+                is_global=is_global,
+                reason=reasons.get(job.name) or None,
+            )
+        )
+    infos.sort(key=lambda info: info.name)
+    return infos

@@ -1,0 +1,7 @@
+"""``python -m fleetctl``: the same entry point as the ``fleetctl`` script."""
+
+import sys
+
+from fleetctl.cli import main
+
+sys.exit(main())

@@ -1,0 +1,255 @@
+"""fleetctl's entry point: the click group, its global flags and the one error handler.
+
+Global flags follow fleet (each can also come from ``FLEETCTL_<FLAG>``); the
+resolved values become one :class:`~fleetctl.client.ClientSettings` inside the
+:class:`~fleetctl.context.App` that click passes to every command. Unambiguous
+prefixes of subcommands work (``fleetctl list-m``). :func:`main` is the only
+place that turns a :class:`~fleet.errors.FleetError` into one line on stderr
+and an exit code. Only click is imported at start-up; everything heavier is
+imported by the commands that need it.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import click
+
+from fleet import __version__
+from fleet.errors import FleetError
+from fleetctl.client import DEFAULT_ENDPOINT, LEGACY_ETCD_ENDPOINTS, ClientSettings
+from fleetctl.commands import lists, meta, units
+from fleetctl.context import App
+
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
+class PrefixGroup(click.Group):
+    """A group that also accepts any unambiguous prefix of a subcommand."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, [go_bool_flag(arg) for arg in args])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            return command
+        matches = sorted(name for name in self.list_commands(ctx) if name.startswith(cmd_name))
+        if len(matches) > 1:
+            ctx.fail(f"ambiguous command {cmd_name!r}: could be {', '.join(matches)}")
+        return super().get_command(ctx, matches[0]) if matches else None
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        _, command, rest = super().resolve_command(ctx, args)
+        return (command.name if command else None), command, rest
+
+
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(f"fleetctl version {__version__}")
+        ctx.exit(0)
+
+
+def _env(flag: str) -> str:
+    return "FLEETCTL_" + flag.upper().replace("-", "_")
+
+
+def _bool_option(flag: str, default: bool, help_text: str, **extra: Any) -> Decorator:
+    return click.option(
+        f"--{flag}/--no-{flag}",
+        default=default,
+        envvar=_env(flag),
+        show_default=True,
+        help=help_text,
+        **extra,
+    )
+
+
+BOOL_FLAGS = frozenset({"strict-host-key-checking", "debug", "experimental-api"})
+_GO_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
+_GO_FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
+
+
+def go_bool_flag(arg: str) -> str:
+    """Rewrite Go's ``--flag=false`` into click's ``--no-flag`` (and ``=true`` into
+    ``--flag``), so fleet's documented spelling keeps working while a bare
+    ``--flag`` never swallows the next argument."""
+    if not arg.startswith("--") or "=" not in arg:
+        return arg
+    name, _, value = arg[2:].partition("=")
+    if name not in BOOL_FLAGS:
+        return arg
+    if value in _GO_TRUE:
+        return f"--{name}"
+    if value in _GO_FALSE:
+        return f"--no-{name}"
+    raise click.UsageError(f'invalid argument "{value}" for "--{name}" flag')
+
+
+def _str_option(flag: str, default: str | None, help_text: str, **extra: Any) -> Decorator:
+    return click.option(
+        f"--{flag}",
+        default=default,
+        envvar=_env(flag),
+        show_default=bool(default),
+        help=help_text,
+        **extra,
+    )
+
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+@click.group(
+    cls=PrefixGroup,
+    invoke_without_command=True,
+    context_settings=CONTEXT_SETTINGS,
+    help="fleetctl is a command-line interface to fleet, the cluster-wide systemd scheduler.",
+)
+@click.option(
+    "--version",
+    "-v",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_version,
+    help="Print the version and exit.",
+)
+@_str_option(
+    "endpoint",
+    None,
+    f"Location of the fleet API (default {DEFAULT_ENDPOINT}); with --driver=etcd, "
+    "a comma-separated list of etcd endpoints.",
+)
+@click.option(
+    "--driver",
+    type=click.Choice(["api", "etcd"], case_sensitive=False),
+    default="api",
+    envvar=_env("driver"),
+    show_default=True,
+    help="How to reach the cluster: the fleet API, or etcd directly.",
+)
+@_str_option("tunnel", "", "Establish an SSH tunnel through host[:port] for all traffic.")
+@_str_option("ssh-username", "core", "Username to use when connecting to CoreOS instances.")
+@click.option(
+    "--ssh-timeout",
+    type=float,
+    default=10.0,
+    envvar=_env("ssh-timeout"),
+    show_default=True,
+    help="Seconds to wait for SSH connection set-up.",
+)
+@_str_option(
+    "known-hosts-file",
+    "~/.fleetctl/known_hosts",
+    "File used to store remote machine fingerprints. Ignored if strict host key checking is off.",
+)
+@_bool_option("strict-host-key-checking", True, "Verify host keys presented by remote machines.")
+@click.option(
+    "--request-timeout",
+    type=float,
+    default=3.0,
+    envvar=_env("request-timeout"),
+    show_default=True,
+    help="Seconds to wait for each request to the API or etcd.",
+)
+@_str_option("ca-file", "", "Certificate authority file for TLS to the API or etcd.")
+@_str_option("cert-file", "", "Client certificate file for TLS.")
+@_str_option("key-file", "", "Client key file for TLS.")
+@_str_option("etcd-cafile", "", "DEPRECATED: use --ca-file.", hidden=True)
+@_str_option("etcd-certfile", "", "DEPRECATED: use --cert-file.", hidden=True)
+@_str_option("etcd-keyfile", "", "DEPRECATED: use --key-file.", hidden=True)
+@_str_option(
+    "etcd-key-prefix",
+    "/_coreos.com/fleet/",
+    "Keyspace for fleet data in etcd (development use only!).",
+)
+@_bool_option("debug", False, "Print out more debug information to stderr.")
+@_bool_option(
+    "experimental-api",
+    True,
+    "DEPRECATED: =false forces --driver=etcd.",
+    hidden=True,
+)
+@click.pass_context
+def cli(ctx: click.Context, /, **flags: Any) -> int:
+    """fleetctl: manage units on a fleet cluster."""
+    app = App(settings=_settings(ctx, flags))
+    ctx.obj = app
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
+    return 0
+
+
+def _given(ctx: click.Context, name: str) -> bool:
+    source = ctx.get_parameter_source(name)
+    return source not in (None, click.core.ParameterSource.DEFAULT)
+
+
+def _settings(ctx: click.Context, flags: dict[str, Any]) -> ClientSettings:
+    warn = sys.stderr
+    endpoint = flags["endpoint"] or DEFAULT_ENDPOINT
+    driver = str(flags["driver"]).lower()
+    tls = {}
+    deprecated = (
+        ("ca_file", "etcd_cafile"),
+        ("cert_file", "etcd_certfile"),
+        ("key_file", "etcd_keyfile"),
+    )
+    for new, old in deprecated:
+        tls[new] = flags[new]
+        if _given(ctx, old):
+            print(
+                f"WARNING: --{old.replace('_', '-')} is deprecated, use --{new.replace('_', '-')}",
+                file=warn,
+            )
+            tls[new] = flags[new] or flags[old]
+    if _given(ctx, "experimental_api"):
+        print("WARNING: --experimental-api is deprecated", file=warn)
+        if not flags["experimental_api"]:
+            driver = "etcd"
+            if not flags["endpoint"]:
+                endpoint = LEGACY_ETCD_ENDPOINTS
+    return ClientSettings(
+        endpoint=endpoint,
+        driver=driver,
+        tunnel=flags["tunnel"],
+        ssh_username=flags["ssh_username"],
+        ssh_timeout=flags["ssh_timeout"],
+        known_hosts_file=flags["known_hosts_file"],
+        strict_host_key_checking=flags["strict_host_key_checking"],
+        request_timeout=flags["request_timeout"],
+        etcd_key_prefix=flags["etcd_key_prefix"],
+        debug=flags["debug"],
+        **tls,
+    )
+
+
+for _command in (*units.COMMANDS, *lists.COMMANDS, *meta.COMMANDS):
+    cli.add_command(_command)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run fleetctl; returns the process exit code."""
+    try:
+        result = cli.main(
+            args=list(argv) if argv is not None else None,
+            prog_name="fleetctl",
+            standalone_mode=False,
+        )
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.Abort:
+        print("Aborted!", file=sys.stderr)
+        return 1
+    except FleetError as exc:
+        print(str(exc), file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    return result if isinstance(result, int) else 0

@@ -1,0 +1,123 @@
+"""The one interface every fleetctl command talks through, and how it is chosen.
+
+:class:`FleetClient` is implemented twice: over the fleet HTTP API
+(:mod:`fleetctl.drivers.api`, the default) and directly over etcd
+(:mod:`fleetctl.drivers.etcd`, ``--driver=etcd``). Each driver module exposes
+``async def connect(settings: ClientSettings) -> FleetClient``; transport
+concerns (TLS, the SSH ``--tunnel``) stay inside the driver, so no command
+knows about them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Protocol, cast
+
+from fleet.errors import FleetError, InvalidConfig
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
+    from fleet.core.model import DesiredState, Machine, UnitState
+    from fleet.core.unitfile import UnitFile
+    from fleet.core.views import UnitInfo
+
+DRIVERS = ("api", "etcd")
+DEFAULT_ENDPOINT = "unix:///var/run/fleet.sock"
+LEGACY_ETCD_ENDPOINTS = "http://127.0.0.1:2379,http://127.0.0.1:4001"
+
+
+class FleetClient(Protocol):
+    """What fleetctl needs from a cluster; every method is a coroutine."""
+
+    async def list_units(self) -> list[UnitInfo]:
+        """Every registry unit, sorted by name."""
+
+    async def get_unit(self, name: str) -> UnitInfo | None: ...
+
+    async def create_unit(self, name: str, unit: UnitFile, desired: DesiredState) -> None:
+        """AlreadyExists if a unit of that name exists."""
+
+    async def replace_unit(self, name: str, unit: UnitFile, desired: DesiredState) -> None:
+        """Create or overwrite the unit's file and desired state at once."""
+
+    async def set_desired_state(self, name: str, desired: DesiredState) -> None:
+        """NotFound if the unit does not exist."""
+
+    async def destroy_unit(self, name: str) -> bool:
+        """False if there was no such unit."""
+
+    async def list_unit_states(
+        self, machine_id: str | None = None, unit_name: str | None = None
+    ) -> list[UnitState]:
+        """Published systemd states, sorted by (unit name, machine id), exact filters."""
+
+    async def list_machines(self) -> list[Machine]:
+        """Live machines sorted by id."""
+
+    async def aclose(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """The global flags, resolved (flag, else ``FLEETCTL_*`` env, else default).
+
+    The SSH settings are here only for the drivers' ``--tunnel`` transport.
+    """
+
+    endpoint: str = DEFAULT_ENDPOINT
+    driver: str = "api"
+    tunnel: str = ""
+    ssh_username: str = "core"
+    ssh_timeout: float = 10.0
+    known_hosts_file: str = "~/.fleetctl/known_hosts"
+    strict_host_key_checking: bool = True
+    request_timeout: float = 3.0
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+    etcd_key_prefix: str = "/_coreos.com/fleet/"
+    debug: bool = False
+
+    @property
+    def endpoints(self) -> tuple[str, ...]:
+        return tuple(part.strip() for part in self.endpoint.split(",") if part.strip())
+
+
+Warn = Callable[[str], None]
+
+
+def resolve_driver(settings: ClientSettings, warn: Warn) -> ClientSettings:
+    """Check the driver name and narrow the endpoint list to what the driver uses.
+
+    The API driver uses only the first of a comma list (fleet warns the same
+    way); the etcd driver hands the whole list to the etcd client.
+    """
+    driver = settings.driver.lower()
+    if driver not in DRIVERS:
+        raise InvalidConfig(f"unknown driver {settings.driver!r}: use one of {', '.join(DRIVERS)}")
+    endpoints = settings.endpoints
+    if not endpoints:
+        raise InvalidConfig("no endpoint given")
+    if driver == "api" and len(endpoints) > 1:
+        warn(f"WARNING: multiple endpoints provided but only the first ({endpoints[0]}) is used")
+        return replace(settings, driver=driver, endpoint=endpoints[0])
+    return replace(settings, driver=driver)
+
+
+async def connect(settings: ClientSettings) -> FleetClient:
+    """Import the chosen driver lazily (start-up time) and connect it."""
+    module_name = f"fleetctl.drivers.{settings.driver}"
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:
+            raise
+        raise FleetError(
+            f"the {settings.driver} driver is not available in this build "
+            f"({module_name} is missing)"
+        ) from exc
+    factory = cast("Callable[[ClientSettings], Awaitable[FleetClient]]", module.connect)
+    return await factory(settings)

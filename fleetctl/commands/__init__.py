@@ -1,0 +1,1 @@
+"""fleetctl's subcommands, grouped by what they act on; each module exports ``COMMANDS``."""

@@ -1,0 +1,1 @@
+"""Implementations of :class:`fleetctl.client.FleetClient`: ``api`` (HTTP) and ``etcd``."""

@@ -1,0 +1,134 @@
+"""The ``--driver=etcd`` client: fleetctl straight on the registry, no fleetd needed.
+
+It reads and writes through :class:`fleet.registry.etcd.EtcdRegistry` (the same
+adapter fleetd uses, so keys and transactions are identical) and builds the
+unit views with :func:`fleet.core.views.build_unit_infos`, the function the API
+server uses. Every registry call is bounded by ``--request-timeout`` so an
+unreachable etcd fails fast with :class:`~fleet.errors.StoreUnavailable`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, TypeVar
+
+from fleet.core.model import DesiredState, Job, Machine, UnitState
+from fleet.core.unitfile import UnitFile
+from fleet.core.views import UnitInfo, build_unit_infos
+from fleet.errors import InvalidInput, StoreUnavailable
+
+if TYPE_CHECKING:
+    from fleet.registry.etcd import EtcdRegistry
+    from fleetctl.client import ClientSettings
+
+T = TypeVar("T")
+
+
+def _is_template(name: str) -> bool:
+    from fleet.core.names import UnitName  # only needed on writes
+
+    return UnitName.parse(name).is_template
+
+
+class EtcdFleetClient:
+    """:class:`fleetctl.client.FleetClient` over an :class:`EtcdRegistry`."""
+
+    def __init__(self, registry: EtcdRegistry, request_timeout: float, where: str) -> None:
+        self._registry = registry
+        self._timeout = request_timeout
+        self._where = where
+
+    async def _call(self, aw: Awaitable[T]) -> T:
+        # The registry has its own per-request deadline; this outer bound makes
+        # sure a hung channel (or a retrying client) can never block fleetctl.
+        try:
+            async with asyncio.timeout(self._timeout * 2 + 0.5):
+                return await aw
+        except TimeoutError as exc:
+            raise StoreUnavailable(
+                f"etcd at {self._where} did not answer within {self._timeout:g}s"
+            ) from exc
+
+    async def list_units(self) -> list[UnitInfo]:
+        jobs = await self._call(self._registry.list_jobs())
+        return await self._infos(jobs)
+
+    async def get_unit(self, name: str) -> UnitInfo | None:
+        job = await self._call(self._registry.get_job(name))
+        if job is None:
+            return None
+        infos = await self._infos([job])
+        return infos[0] if infos else None
+
+    async def _infos(self, jobs: list[Job]) -> list[UnitInfo]:
+        if not jobs:
+            return []
+        texts = await self._call(self._registry.get_unit_bodies(sorted({job.hash for job in jobs})))
+        bodies = {hash_: UnitFile.parse(text) for hash_, text in texts.items()}
+        schedule = await self._call(self._registry.list_schedule())
+        states = await self._call(self._registry.list_unit_states())
+        reasons = await self._call(self._registry.list_reasons())
+        return build_unit_infos(jobs, bodies, schedule, states, reasons)
+
+    @staticmethod
+    def _check_activation(name: str, desired: DesiredState) -> None:
+        # The API server refuses this with a 400; the etcd driver must not be a
+        # back door around that rule.
+        if desired is not DesiredState.INACTIVE and _is_template(name):
+            raise InvalidInput(f'cannot activate template "{name}"')
+
+    async def create_unit(self, name: str, unit: UnitFile, desired: DesiredState) -> None:
+        self._check_activation(name, desired)
+        await self._call(self._registry.create_unit(name, unit.serialize(), unit.hash, desired))
+
+    async def replace_unit(self, name: str, unit: UnitFile, desired: DesiredState) -> None:
+        self._check_activation(name, desired)
+        await self._call(self._registry.replace_unit(name, unit.serialize(), unit.hash, desired))
+
+    async def set_desired_state(self, name: str, desired: DesiredState) -> None:
+        self._check_activation(name, desired)
+        await self._call(self._registry.set_desired_state(name, desired))
+
+    async def destroy_unit(self, name: str) -> bool:
+        return await self._call(self._registry.destroy_unit(name))
+
+    async def list_unit_states(
+        self, machine_id: str | None = None, unit_name: str | None = None
+    ) -> list[UnitState]:
+        states = await self._call(self._registry.list_unit_states())
+        return [
+            state
+            for state in states
+            if (machine_id is None or state.machine_id == machine_id)
+            and (unit_name is None or state.name == unit_name)
+        ]
+
+    async def list_machines(self) -> list[Machine]:
+        return await self._call(self._registry.list_machines())
+
+    async def aclose(self) -> None:
+        await self._registry.close()
+
+
+async def connect(settings: ClientSettings) -> EtcdFleetClient:
+    """Open the registry on every endpoint of ``--endpoint`` (etcd's own failover)."""
+    from fleet.registry.etcd import EtcdRegistry  # aetcd/grpc are slow to import
+
+    endpoints = list(settings.endpoints)
+    where = ",".join(endpoints)
+    try:
+        async with asyncio.timeout(settings.request_timeout * 2 + 0.5):
+            registry = await EtcdRegistry.connect(
+                endpoints,
+                settings.etcd_key_prefix,
+                request_timeout=settings.request_timeout,
+                ca_file=settings.ca_file or None,
+                cert_file=settings.cert_file or None,
+                key_file=settings.key_file or None,
+            )
+    except TimeoutError as exc:
+        raise StoreUnavailable(
+            f"etcd at {where} did not answer within {settings.request_timeout:g}s"
+        ) from exc
+    return EtcdFleetClient(registry, settings.request_timeout, where)

@@ -1,0 +1,81 @@
+"""Run the real ``fleetctl`` as a subprocess, the way users and scripts do."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+UNITS = REPO / "tests" / "fixtures" / "units"
+
+
+def env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    result = {k: v for k, v in os.environ.items() if not k.startswith("FLEETCTL_")}
+    # The checkout must win over whatever an (editable) install resolves from
+    # another working directory.
+    result["PYTHONPATH"] = str(REPO)
+    result.update(extra or {})
+    return result
+
+
+def command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "fleetctl", *args]
+
+
+@dataclass(frozen=True)
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+def run(
+    *args: str,
+    cwd: Path = UNITS,
+    extra_env: Mapping[str, str] | None = None,
+    timeout: float = 30.0,
+) -> Result:
+    done = subprocess.run(
+        command(*args),
+        cwd=cwd,
+        env=env(extra_env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    return Result(done.returncode, done.stdout, done.stderr)
+
+
+async def run_async(*args: str, cwd: Path = UNITS, timeout: float = 30.0) -> Result:
+    """For tests that play the engine/agent while fleetctl waits."""
+    proc = await asyncio.create_subprocess_exec(
+        *command(*args),
+        cwd=cwd,
+        env=env(),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    assert proc.returncode is not None
+    return Result(proc.returncode, out.decode(), err.decode())
+
+
+def etcd_flags(endpoint: str, prefix: str) -> tuple[str, ...]:
+    return ("--driver=etcd", f"--endpoint={endpoint}", f"--etcd-key-prefix={prefix}")
+
+
+def one_line(text: str) -> str:
+    lines = text.splitlines()
+    assert len(lines) == 1, f"expected one line on stderr, got {lines!r}"
+    return lines[0]
+
+
+def write_units(directory: Path, names: Sequence[str], body: str) -> None:
+    for name in names:
+        (directory / name).write_text(body)
