@@ -117,6 +117,52 @@ class EtcdProcess:
         if self._own_dir and self.data_dir is not None:
             shutil.rmtree(self.data_dir, ignore_errors=True)
 
+    def detach(self, pid_file: Path) -> int:
+        """Let etcd outlive this process (``fleet-cluster up``): record its PID, forget it.
+
+        Stop it later, from any process, with :meth:`stop_detached`.
+        """
+        if self.proc is None or self.proc.poll() is not None:
+            raise FleetError("etcd is not running")
+        pid = self.proc.pid
+        pid_file.write_text(f"{pid}\n")
+        self.proc = None
+        self._own_dir = False
+        return pid
+
+    @staticmethod
+    def stop_detached(pid_file: Path, timeout: float = 10.0) -> bool:
+        """SIGTERM (then SIGKILL) the etcd recorded in ``pid_file``; False if none ran.
+
+        The PID is only signalled while its command line is still etcd's, so a
+        stale file never kills a recycled PID.
+        """
+
+        def alive(pid: int) -> bool:
+            try:
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                return False
+            return os.path.basename(argv[0]) == b"etcd"
+
+        try:
+            pid = int(pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return False
+        if not alive(pid):
+            pid_file.unlink(missing_ok=True)
+            return False
+        for sig, wait in ((signal.SIGCONT, 0.0), (signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+            deadline = time.monotonic() + wait
+            while alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            if not alive(pid):
+                break
+        pid_file.unlink(missing_ok=True)
+        return True
+
     def __enter__(self) -> EtcdProcess:
         return self.start()
 
