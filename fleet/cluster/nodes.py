@@ -30,6 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import fleet
 from fleet.errors import FleetError, NotFound, Timeout
 
 DEFAULT_STATE_DIR = Path("/tmp/fleet-cluster")
@@ -203,12 +204,7 @@ def check_host() -> None:
             )
 
 
-def visible_in_machines(path: Path) -> bool:
-    """Whether a host file shows at the same path inside every machine.
-
-    Machines see the host's root file system only: not other mounts, and not
-    /tmp, /run, /dev (tmpfs of their own), so a fleetd there would not start.
-    """
+def _on_host_root(path: Path) -> bool:
     path = Path(path).absolute()
     if any(path.is_relative_to(p) for p in ("/tmp", "/run", "/dev", "/proc", "/sys")):
         return False
@@ -216,6 +212,27 @@ def visible_in_machines(path: Path) -> bool:
         return os.stat(path).st_dev == os.stat("/").st_dev and not _mounts_under(path)
     except OSError:
         return False
+
+
+def project_binds() -> list[Path]:
+    """The project's checkout, virtualenv and interpreter, where the machines'
+    overlay of the host root would not show them (a checkout under /tmp, say):
+    these are bind-mounted read-only at the same paths, so fleetd runs from the
+    project's installation wherever it was cloned."""
+    wanted = {
+        Path(fleet.__file__).resolve().parent.parent,
+        Path(sys.prefix).resolve(),
+        Path(sys.base_prefix).resolve(),
+    }
+    return sorted(p for p in wanted if not _on_host_root(p))
+
+
+def visible_in_machines(path: Path) -> bool:
+    """Whether a host file shows at the same path inside every machine: on the
+    host's root file system (machines get their own /tmp, /run, /dev and see no
+    other mounts) or under one of :func:`project_binds`."""
+    path = Path(path).absolute()
+    return _on_host_root(path) or any(path.is_relative_to(b) for b in project_binds())
 
 
 # ---------------------------------------------------------------- small helpers
@@ -517,6 +534,7 @@ def _spawn(spec: NodeSpec, d: Path) -> int:
         "--keep-unit",
         f"--network-namespace-path=/run/netns/{spec.name}",
         f"--bind={d}/dbus:/run/dbus",
+        *(f"--bind-ro={b}" for b in project_binds()),
         "--console=read-only",
     ]
     pidfile = d / "nspawn.pid"
