@@ -1,0 +1,307 @@
+"""The etcd v3 connection: endpoints, TLS, auth, deadlines and error translation.
+
+It drives the etcd v3 gRPC API through the protobuf stubs that ``aetcd``
+ships (``aetcd.rpc``) rather than ``aetcd.Client``, because ``aetcd.Client``
+1.0.0 only opens plaintext channels (``grpc.aio.insecure_channel``: no TLS,
+no client certificates), knows a single host, and shares one watch stream
+between all watches whose failure handling cancels its own task. Here every
+unary RPC carries a deadline of ``request_timeout``, every gRPC failure becomes
+a :mod:`fleet.errors` exception, and each watch owns its own stream so closing
+one never disturbs another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import grpc  # type: ignore[import-untyped]
+import grpc.aio  # type: ignore[import-untyped]
+from aetcd import rpc
+
+from fleet.errors import InvalidConfig, StoreCompacted, StoreError, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+# A restarted etcd must be usable again within a second or so: gRPC's default
+# reconnect backoff grows to two minutes and would keep every RPC failing.
+_CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = (
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+    # etcd rejects pings more often than every 5 s (GOAWAY too_many_pings).
+    ("grpc.keepalive_time_ms", 10_000),
+    ("grpc.keepalive_timeout_ms", 5_000),
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+)
+
+_UNAVAILABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    url: str
+    target: str  # host:port for gRPC
+    tls: bool
+
+
+def parse_endpoints(endpoints: Sequence[str]) -> list[Endpoint]:
+    """fleet's ``etcd_servers``: URLs, possibly comma-joined, tried in order."""
+    parsed: list[Endpoint] = []
+    for item in endpoints:
+        for url in (part.strip() for part in item.split(",")):
+            if not url:
+                continue
+            split = urlsplit(url if "://" in url else f"http://{url}")
+            if split.scheme not in ("http", "https") or not split.hostname:
+                raise InvalidConfig(f"invalid etcd endpoint {url!r}: want http(s)://host:port")
+            try:
+                port = split.port or 2379
+            except ValueError as exc:
+                raise InvalidConfig(f"invalid etcd endpoint {url!r}: {exc}") from exc
+            host = f"[{split.hostname}]" if ":" in split.hostname else split.hostname
+            parsed.append(Endpoint(url, f"{host}:{port}", split.scheme == "https"))
+    if not parsed:
+        raise InvalidConfig("no etcd endpoint given")
+    return parsed
+
+
+def _read(path: str | None, what: str) -> bytes | None:
+    if path is None:
+        return None
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise InvalidConfig(f"cannot read etcd {what} {path}: {exc}") from exc
+
+
+def translate(exc: grpc.aio.AioRpcError, url: str) -> StoreError:
+    """One gRPC failure as the project's error; the caller raises it ``from exc``."""
+    code, details = exc.code(), exc.details() or ""
+    if code in _UNAVAILABLE:
+        return StoreUnavailable(f"cannot reach etcd at {url}: {details or code.name}")
+    if code == grpc.StatusCode.OUT_OF_RANGE and "compacted" in details:
+        return StoreCompacted(f"etcd at {url}: {details}")
+    return StoreError(f"etcd at {url} refused the request ({code.name}): {details}")
+
+
+class EtcdConnection:
+    """One gRPC channel to the first reachable endpoint, failing over on outage."""
+
+    def __init__(
+        self,
+        endpoints: Sequence[Endpoint],
+        *,
+        request_timeout: float,
+        username: str | None,
+        password: str | None,
+        ca_file: str | None,
+        cert_file: str | None,
+        key_file: str | None,
+    ) -> None:
+        if (username is None) != (password is None):
+            raise InvalidConfig("etcd username and password must be given together")
+        if (cert_file is None) != (key_file is None):
+            raise InvalidConfig("etcd cert file and key file must be given together")
+        self.endpoints = list(endpoints)
+        self.timeout = request_timeout
+        self._username = username
+        self._password = password
+        self._ca = _read(ca_file, "CA file")
+        self._cert = _read(cert_file, "certificate")
+        self._key = _read(key_file, "key")
+        self._index = 0
+        self._channel: grpc.aio.Channel | None = None
+        self._retired: list[grpc.aio.Channel] = []
+        self._metadata: tuple[tuple[str, str], ...] = ()
+        self.kv: Any = None
+        self.lease: Any = None
+        self.maintenance: Any = None
+        self._watch_stub: Any = None
+
+    @property
+    def url(self) -> str:
+        return self.endpoints[self._index].url
+
+    def _open(self, endpoint: Endpoint) -> None:
+        if endpoint.tls:
+            creds = grpc.ssl_channel_credentials(
+                root_certificates=self._ca, private_key=self._key, certificate_chain=self._cert
+            )
+            channel = grpc.aio.secure_channel(endpoint.target, creds, options=_CHANNEL_OPTIONS)
+        else:
+            channel = grpc.aio.insecure_channel(endpoint.target, options=_CHANNEL_OPTIONS)
+        self._channel = channel
+        self.kv = rpc.KVStub(channel)
+        self.lease = rpc.LeaseStub(channel)
+        self.maintenance = rpc.MaintenanceStub(channel)
+        self._watch_stub = rpc.WatchStub(channel)
+        self._metadata = ()
+
+    async def _close_channel(self) -> None:
+        if self._channel is not None:
+            channel, self._channel = self._channel, None
+            await channel.close()
+
+    async def _authenticate(self) -> None:
+        if self._username is None or self._channel is None:
+            return
+        request = rpc.AuthenticateRequest(name=self._username, password=self._password)
+        response = await rpc.AuthStub(self._channel).Authenticate(request, timeout=self.timeout)
+        self._metadata = (("token", response.token),)
+
+    async def connect(self) -> None:
+        """Use the first endpoint that answers a linearizable read within the deadline."""
+        failures: list[str] = []
+        for index, endpoint in enumerate(self.endpoints):
+            self._index = index
+            self._open(endpoint)
+            try:
+                await self._authenticate()
+                await self.kv.Range(
+                    rpc.RangeRequest(key=b"\x00", count_only=True),
+                    timeout=self.timeout,
+                    metadata=self._metadata,
+                )
+            except grpc.aio.AioRpcError as exc:
+                failures.append(str(translate(exc, endpoint.url)))
+                await self._close_channel()
+                continue
+            return
+        self._index = 0
+        raise StoreUnavailable("; ".join(failures))
+
+    async def close(self) -> None:
+        for old in self._retired:
+            await old.close()
+        self._retired = []
+        await self._close_channel()
+
+    async def _fail_over(self, failed: grpc.aio.Channel | None) -> None:
+        """After an outage answer on ``failed``, later calls go to the next endpoint.
+
+        Concurrent calls that failed on the same channel rotate only once. The
+        old channel is closed one rotation later, not now, so calls still in
+        flight on it end on their own deadline instead of being cut.
+        """
+        if len(self.endpoints) < 2 or failed is None or failed is not self._channel:
+            return
+        for old in self._retired:
+            await old.close()
+        self._retired = [failed]
+        self._index = (self._index + 1) % len(self.endpoints)
+        self._open(self.endpoints[self._index])
+        with contextlib.suppress(grpc.aio.AioRpcError):
+            await self._authenticate()
+
+    async def call(self, stub: str, method: str, request: Any) -> Any:
+        """One unary RPC with the deadline, a re-login on an expired token, and
+        translation of every gRPC failure."""
+        if self._channel is None:
+            self._open(self.endpoints[self._index])
+            await self._guard(self._authenticate())
+        for attempt in range(2):
+            channel = self._channel
+            target = getattr(getattr(self, stub), method)
+            try:
+                return await target(request, timeout=self.timeout, metadata=self._metadata)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() == grpc.StatusCode.UNAUTHENTICATED and attempt == 0:
+                    await self._guard(self._authenticate())
+                    continue
+                error = translate(exc, self.url)
+                if isinstance(error, StoreUnavailable):
+                    await self._fail_over(channel)
+                raise error from exc
+        raise AssertionError("unreachable")
+
+    async def _guard(self, awaitable: Any) -> Any:
+        try:
+            return await awaitable
+        except grpc.aio.AioRpcError as exc:
+            raise translate(exc, self.url) from exc
+
+    async def keepalive_once(self, lease_id: int) -> int:
+        """Refresh a lease; returns the TTL etcd granted (0: the lease is gone)."""
+
+        async def one_request() -> AsyncIterator[Any]:
+            yield rpc.LeaseKeepAliveRequest(ID=lease_id)
+
+        if self._channel is None:
+            self._open(self.endpoints[self._index])
+        channel = self._channel
+        call = self.lease.LeaseKeepAlive(
+            one_request(), timeout=self.timeout, metadata=self._metadata
+        )
+        try:
+            async for reply in call:
+                return int(reply.TTL)
+        except grpc.aio.AioRpcError as exc:
+            error = translate(exc, self.url)
+            if isinstance(error, StoreUnavailable):
+                await self._fail_over(channel)
+            raise error from exc
+        finally:
+            call.cancel()
+        raise StoreUnavailable(f"cannot reach etcd at {self.url}: keepalive stream closed")
+
+    async def watch(self, key: bytes, end: bytes, start_revision: int) -> AsyncGenerator[Any, None]:
+        """Raw WatchResponses of one fresh stream. The first item is the
+        creation response. A compacted start raises StoreCompacted with etcd's
+        compact revision; a broken stream raises StoreUnavailable."""
+        if self._channel is None:
+            self._open(self.endpoints[self._index])
+        stop = asyncio.Event()
+        create = rpc.WatchRequest(
+            create_request=rpc.WatchCreateRequest(
+                key=key, range_end=end, start_revision=start_revision, progress_notify=True
+            )
+        )
+
+        async def requests() -> AsyncIterator[Any]:
+            yield create
+            await stop.wait()  # keep the request side open for the stream's life
+
+        channel = self._channel
+        call = self._watch_stub.Watch(requests(), metadata=self._metadata)
+        url = self.url
+        try:
+            async with asyncio.timeout(self.timeout):
+                first = await call.read()
+            if first is grpc.aio.EOF:
+                raise StoreUnavailable(f"cannot reach etcd at {url}: watch stream closed")
+            self._check(first, url)
+            yield first
+            while True:
+                response = await call.read()
+                if response is grpc.aio.EOF:
+                    raise StoreUnavailable(f"cannot reach etcd at {url}: watch stream closed")
+                self._check(response, url)
+                yield response
+        except TimeoutError as exc:
+            raise StoreUnavailable(f"cannot reach etcd at {url}: watch not created") from exc
+        except grpc.aio.AioRpcError as exc:
+            error = translate(exc, url)
+            if isinstance(error, StoreUnavailable):
+                await self._fail_over(channel)
+            raise error from exc
+        finally:
+            stop.set()
+            call.cancel()
+
+    @staticmethod
+    def _check(response: Any, url: str) -> None:
+        if response.compact_revision:
+            raise StoreCompacted(
+                f"etcd at {url}: revision compacted up to {response.compact_revision}",
+                int(response.compact_revision),
+            )
+        if response.canceled:
+            reason = response.cancel_reason or "no reason given"
+            raise StoreError(f"etcd at {url} canceled the watch: {reason}")

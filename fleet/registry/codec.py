@@ -1,0 +1,186 @@
+"""Encoding of every etcd value fleet stores: versioned JSON objects.
+
+Each value is one compact JSON object carrying ``"v": 1`` so a later schema can
+be told apart and migrated; readers ignore fields they do not know (a newer
+writer may add some). A value that is not what its key promises raises
+:class:`fleet.errors.StoreError` naming the key: corrupt data is reported, never
+guessed around.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from fleet.core.model import DesiredState, Job, Machine, UnitState
+from fleet.errors import StoreError
+
+VERSION = 1
+
+
+def _dump(obj: dict[str, Any]) -> bytes:
+    return json.dumps({"v": VERSION, **obj}, separators=(",", ":"), sort_keys=True).encode()
+
+
+def _load(raw: bytes, where: str) -> dict[str, Any]:
+    try:
+        obj = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise StoreError(f"corrupt value at {where}: {exc}") from exc
+    if not isinstance(obj, dict) or not isinstance(obj.get("v"), int):
+        raise StoreError(f"corrupt value at {where}: not a versioned object")
+    return obj
+
+
+def _str(obj: Mapping[str, Any], field: str, where: str) -> str:
+    value = obj.get(field)
+    if not isinstance(value, str):
+        raise StoreError(f"corrupt value at {where}: {field!r} is not a string")
+    return value
+
+
+def _desired(obj: Mapping[str, Any], where: str) -> DesiredState:
+    try:
+        return DesiredState(_str(obj, "desired", where))
+    except ValueError as exc:
+        raise StoreError(f"corrupt value at {where}: {exc}") from exc
+
+
+def _str_map(obj: Mapping[str, Any], field: str, where: str) -> dict[str, str]:
+    value = obj.get(field, {})
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise StoreError(f"corrupt value at {where}: {field!r} is not a string map")
+    return dict(value)
+
+
+# --- unit bodies --------------------------------------------------------------
+
+
+def encode_body(body: str) -> bytes:
+    return _dump({"body": body})
+
+
+def decode_body(raw: bytes, where: str) -> str:
+    return _str(_load(raw, where), "body", where)
+
+
+# --- jobs and their global mirror ---------------------------------------------
+
+
+def encode_job(job: Job) -> bytes:
+    return _dump({"name": job.name, "hash": job.hash, "desired": job.desired_state.value})
+
+
+def decode_job(raw: bytes, where: str) -> Job:
+    obj = _load(raw, where)
+    return Job(_str(obj, "name", where), _str(obj, "hash", where), _desired(obj, where))
+
+
+# --- schedule -----------------------------------------------------------------
+
+
+def encode_schedule(hash: str, desired: DesiredState) -> bytes:
+    return _dump({"hash": hash, "desired": desired.value})
+
+
+def decode_schedule(raw: bytes, name: str, where: str) -> Job:
+    obj = _load(raw, where)
+    return Job(name, _str(obj, "hash", where), _desired(obj, where))
+
+
+# --- reasons and dynamic metadata -----------------------------------------------
+
+
+def encode_reason(reason: str) -> bytes:
+    return _dump({"reason": reason})
+
+
+def decode_reason(raw: bytes, where: str) -> str:
+    return _str(_load(raw, where), "reason", where)
+
+
+def encode_metadata_value(value: str | None) -> bytes:
+    """``None`` is a tombstone: it hides a configured key (fleet's ``""``)."""
+    return _dump({"value": value})
+
+
+def decode_metadata_value(raw: bytes, where: str) -> str | None:
+    value = _load(raw, where).get("value")
+    if value is not None and not isinstance(value, str):
+        raise StoreError(f"corrupt value at {where}: 'value' is not a string")
+    return value or None
+
+
+# --- machines -----------------------------------------------------------------
+
+
+def encode_machine(machine: Machine) -> bytes:
+    return _dump(
+        {
+            "id": machine.id,
+            "public_ip": machine.public_ip,
+            "metadata": dict(machine.metadata),
+            "version": machine.version,
+            "capabilities": dict(machine.capabilities),
+        }
+    )
+
+
+def decode_machine(raw: bytes, where: str) -> Machine:
+    obj = _load(raw, where)
+    caps = obj.get("capabilities", {})
+    if not isinstance(caps, dict) or not all(isinstance(v, bool) for v in caps.values()):
+        raise StoreError(f"corrupt value at {where}: 'capabilities' is not a bool map")
+    return Machine(
+        id=_str(obj, "id", where),
+        public_ip=str(obj.get("public_ip", "")),
+        metadata=_str_map(obj, "metadata", where),
+        version=str(obj.get("version", "")),
+        capabilities=dict(caps),
+    )
+
+
+# --- unit states --------------------------------------------------------------
+
+
+def encode_state(state: UnitState) -> bytes:
+    return _dump(
+        {
+            "load": state.load_state,
+            "active": state.active_state,
+            "sub": state.sub_state,
+            "hash": state.hash,
+            "fleet_state": state.fleet_state.value,
+        }
+    )
+
+
+def decode_state(raw: bytes, name: str, machine_id: str, where: str) -> UnitState:
+    obj = _load(raw, where)
+    try:
+        fleet_state = DesiredState(obj.get("fleet_state", DesiredState.LOADED.value))
+    except ValueError as exc:
+        raise StoreError(f"corrupt value at {where}: {exc}") from exc
+    return UnitState(
+        name=name,
+        machine_id=machine_id,
+        load_state=_str(obj, "load", where),
+        active_state=_str(obj, "active", where),
+        sub_state=_str(obj, "sub", where),
+        hash=_str(obj, "hash", where),
+        fleet_state=fleet_state,
+    )
+
+
+# --- engine leader --------------------------------------------------------------
+
+
+def encode_leader(machine_id: str, version: str, lease_id: int) -> bytes:
+    # The lease id makes two terms of the same machine distinct values.
+    return _dump({"machine_id": machine_id, "version": version, "lease": lease_id})
+
+
+def decode_leader(raw: bytes, where: str) -> tuple[str, str]:
+    obj = _load(raw, where)
+    return _str(obj, "machine_id", where), str(obj.get("version", ""))
