@@ -7,8 +7,14 @@ naming the options. The scheduler and the agent only ever see this data.
 
 from __future__ import annotations
 
+import functools
+import re
 from dataclasses import dataclass
 from enum import StrEnum
+
+from fleet.core.names import expand_specifiers, validate_unit_name
+from fleet.core.unitfile import UnitFile
+from fleet.errors import InvalidRequirements
 
 
 class MetadataOp(StrEnum):
@@ -43,3 +49,287 @@ class Requirements:
     replaces: tuple[str, ...] = ()  # globs
     is_global: bool = False
     warnings: tuple[str, ...] = ()  # e.g. unknown [X-Fleet] keys
+
+
+# --- parsing ---------------------------------------------------------------------------------
+
+SECTION = "X-Fleet"
+
+# Canonical option -> every key spelling fleet accepted for it (legacy names included).
+_ALIASES: dict[str, tuple[str, ...]] = {
+    "MachineID": ("MachineID", "X-ConditionMachineID", "X-ConditionMachineBootID"),
+    "MachineOf": ("MachineOf", "X-ConditionMachineOf"),
+    "MachineMetadata": ("MachineMetadata", "X-ConditionMachineMetadata"),
+    "Conflicts": ("Conflicts", "X-Conflicts"),
+    "Replaces": ("Replaces",),
+    "Global": ("Global",),
+}
+_CANONICAL: dict[str, str] = {
+    alias: name for name, aliases in _ALIASES.items() for alias in aliases
+}
+OPTION_NAMES: frozenset[str] = frozenset(_ALIASES)
+TRUTHY: frozenset[str] = frozenset({"true", "yes", "1", "on", "t"})
+
+# Key and value may not contain operator characters: fleet ignored anything not of
+# the exact form k=v (so "a=b=c" is dropped), and this keeps "a<=1" unambiguous.
+_METADATA_TERM = re.compile(r"([^=!<>]+)(!=|<=|>=|=|<|>)([^=!<>]+)")
+
+# Pairs of options that cannot be honoured together, checked in this order.
+_FORBIDDEN: tuple[tuple[str, str], ...] = (
+    ("MachineID", "MachineOf"),
+    ("MachineID", "Conflicts"),
+    ("MachineID", "Global"),
+    ("MachineID", "Replaces"),
+    ("Global", "MachineOf"),
+    ("Global", "Replaces"),
+    ("Conflicts", "Replaces"),
+)
+
+
+def split_metadata_terms(line: str) -> list[str]:
+    """Split one ``MachineMetadata`` value into terms, as fleet did.
+
+    Spaces separate terms except inside double quotes; the quotes themselves are
+    dropped wherever they appear (``region="us east"`` is ``region=us east``).
+    """
+    terms: list[str] = []
+    current: list[str] = []
+    quoted = False
+    for char in line:
+        if char == '"':
+            quoted = not quoted
+        elif char in " \t" and not quoted:
+            terms.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    terms.append("".join(current))
+    return [term for term in terms if term]
+
+
+def parse_metadata_term(term: str) -> MetadataConstraint | None:
+    """``key<op>value`` -> constraint; None for anything fleet would ignore (``foo``, ``=x``)."""
+    match = _METADATA_TERM.fullmatch(term)
+    if match is None:
+        return None
+    key, op, value = match.group(1).strip(), match.group(2), match.group(3).strip()
+    if not key or not value:
+        return None
+    return MetadataConstraint(key, MetadataOp(op), value)
+
+
+def is_truthy(value: str) -> bool:
+    return value.strip().lower() in TRUTHY
+
+
+def parse_requirements(unit_name: str, unit: UnitFile) -> Requirements:
+    """Read ``[X-Fleet]`` of ``unit`` (named ``unit_name``) into :class:`Requirements`.
+
+    Specifiers are expanded with ``unit_name`` first. Empty values are ignored for
+    every list-valued option (``MachineID=`` does not pin to the empty id). Unknown
+    keys only produce a warning. Raises :class:`InvalidRequirements` for option
+    combinations the scheduler could never honour.
+    """
+    machine_ids: list[str] = []
+    machine_of: list[str] = []
+    metadata: list[MetadataConstraint] = []
+    conflicts: list[str] = []
+    replaces: list[str] = []
+    is_global = False
+    warnings: list[str] = []
+    for option in unit.options:
+        if option.section != SECTION:
+            continue
+        canonical = _CANONICAL.get(option.name)
+        if canonical is None:
+            warnings.append(f'unrecognized requirement in [X-Fleet] section: "{option.name}"')
+            continue
+        value = expand_specifiers(option.value, unit_name)
+        if canonical == "MachineID":
+            if value:
+                machine_ids.append(value)
+        elif canonical == "MachineOf":
+            if value:
+                machine_of.append(value)
+        elif canonical == "MachineMetadata":
+            for term in split_metadata_terms(value):
+                constraint = parse_metadata_term(term)
+                if constraint is not None:
+                    metadata.append(constraint)
+        elif canonical == "Conflicts":
+            conflicts.extend(value.split())
+        elif canonical == "Replaces":
+            replaces.extend(value.split())
+        else:  # Global: the last value wins
+            is_global = is_truthy(value)
+
+    requirements = Requirements(
+        machine_id=machine_ids[0] if machine_ids else None,
+        machine_of=tuple(machine_of),
+        metadata=tuple(metadata),
+        conflicts=tuple(conflicts),
+        replaces=tuple(replaces),
+        is_global=is_global,
+        warnings=tuple(warnings),
+    )
+    _check(unit_name, requirements)
+    return requirements
+
+
+def _check(unit_name: str, req: Requirements) -> None:
+    if unit_name in req.machine_of:
+        raise InvalidRequirements(f'[X-Fleet] MachineOf cannot name the unit itself: "{unit_name}"')
+    for peer in req.machine_of:
+        for option, globs in (("Conflicts", req.conflicts), ("Replaces", req.replaces)):
+            for glob in globs:
+                if _glob_match(glob, peer):
+                    raise InvalidRequirements(
+                        f'[X-Fleet] unresolvable requirements: MachineOf peer "{peer}" '
+                        f'matches {option} glob "{glob}"'
+                    )
+    present = {
+        "MachineID": req.machine_id is not None,
+        "MachineOf": bool(req.machine_of),
+        "Conflicts": bool(req.conflicts),
+        "Replaces": bool(req.replaces),
+        "Global": req.is_global,
+    }
+    for first, second in _FORBIDDEN:
+        if present[first] and present[second]:
+            raise InvalidRequirements(f"[X-Fleet] {first} cannot be combined with {second}")
+
+
+def validate_unit(name: str, unit: UnitFile) -> Requirements:
+    """The one check fleetctl and the API run before writing a unit: name, then [X-Fleet].
+
+    Templates (``foo@.service``) are validated like any other unit: their
+    specifiers expand with an empty instance, which is harmless because a template
+    is never scheduled; its instances are validated under their own names.
+    """
+    validate_unit_name(name)
+    return parse_requirements(name, unit)
+
+
+# --- Go path.Match ---------------------------------------------------------------------------
+
+
+# A pattern is a sequence of chunks without stars, each optionally preceded by a
+# star. Matching takes the earliest place each chunk fits after its star, as Go
+# does: that is always safe for globs and keeps matching linear in the name. A
+# single regex with one ``[^/]*`` per star would backtrack polynomially (degree =
+# number of stars) and let a unit file stall validation and the scheduler.
+_Chunks = tuple[tuple[bool, re.Pattern[str]], ...]
+
+
+@functools.lru_cache(maxsize=1024)
+def _compile_glob(pattern: str) -> _Chunks | None:
+    """Split a Go ``path.Match`` pattern into (star, chunk regex) pairs; None if malformed."""
+    chunks: list[tuple[bool, re.Pattern[str]]] = []
+    star = False  # whether the chunk being built follows a star
+    out: list[str] = []
+    i, n = 0, len(pattern)
+    while i < n:
+        char = pattern[i]
+        if char == "*":
+            if out:
+                chunks.append((star, re.compile("".join(out), re.DOTALL)))
+                out = []
+            star = True
+            i += 1
+        elif char == "?":
+            out.append("[^/]")
+            i += 1
+        elif char == "\\":
+            if i + 1 >= n:
+                return None
+            out.append(re.escape(pattern[i + 1]))
+            i += 2
+        elif char == "[":
+            parsed = _parse_class(pattern, i + 1)
+            if parsed is None:
+                return None
+            regex, i = parsed
+            out.append(regex)
+        else:
+            out.append(re.escape(char))
+            i += 1
+    if out or star:
+        # A trailing star gives an empty last chunk: "the rest, without a '/'".
+        chunks.append((star, re.compile("".join(out), re.DOTALL)))
+    return tuple(chunks)
+
+
+def _parse_class(pattern: str, i: int) -> tuple[str, int] | None:
+    """Parse a ``[...]`` class starting after '['; (regex, index after ']') or None if malformed."""
+    n = len(pattern)
+    negated = i < n and pattern[i] == "^"
+    if negated:
+        i += 1
+    ranges: list[tuple[str, str]] = []
+    while True:
+        if i < n and pattern[i] == "]" and ranges:
+            i += 1
+            break
+        lo, i_next = _class_char(pattern, i)
+        if lo is None:
+            return None
+        i = i_next
+        hi = lo
+        if pattern[i] == "-":
+            upper, i = _class_char(pattern, i + 1)
+            if upper is None:
+                return None
+            hi = upper
+        ranges.append((lo, hi))
+    # Go accepts a reversed range (it just never matches); Python's re would not.
+    parts = [
+        re.escape(lo) if lo == hi else f"{re.escape(lo)}-{re.escape(hi)}"
+        for lo, hi in ranges
+        if lo <= hi
+    ]
+    if not parts:
+        return ("." if negated else "(?!)"), i
+    return f"[{'^' if negated else ''}{''.join(parts)}]", i
+
+
+def _class_char(pattern: str, i: int) -> tuple[str | None, int]:
+    """One (possibly escaped) character of a class, which must be followed by more pattern."""
+    n = len(pattern)
+    if i >= n or pattern[i] in "-]":
+        return None, i
+    if pattern[i] == "\\":
+        i += 1
+        if i >= n:
+            return None, i
+    char = pattern[i]
+    i += 1
+    if i >= n:
+        return None, i
+    return char, i
+
+
+def _glob_match(pattern: str, name: str) -> bool:
+    """Go ``path.Match(pattern, name)``; a malformed pattern matches nothing, as in fleet."""
+    chunks = _compile_glob(pattern)
+    if chunks is None:
+        return False
+    pos, end = 0, len(name)
+    for index, (star, chunk) in enumerate(chunks):
+        last = index == len(chunks) - 1
+        if not star:
+            found = chunk.match(name, pos)
+            if found is None or (last and found.end() != end):
+                return False
+            pos = found.end()
+            continue
+        # Try the chunk after skipping 0, 1, 2... characters; a star never eats a '/'.
+        start = pos
+        while True:
+            found = chunk.fullmatch(name, start) if last else chunk.match(name, start)
+            if found is not None:
+                pos = found.end()
+                break
+            if start >= end or name[start] == "/":
+                return False
+            start += 1
+    return pos == end
