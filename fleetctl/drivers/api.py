@@ -1,0 +1,331 @@
+"""The default fleetctl driver: :class:`~fleetctl.client.FleetClient` over fleet API v1.
+
+It speaks the original wire protocol (``/fleet/v1``, fleet's page tokens and
+error envelopes) through httpx, so it drives our fleetd and the original Go
+one alike. Endpoints: ``unix:///path`` (or ``file:///path``) for the local
+socket, ``http(s)://host:port`` for TCP, with an optional CA and client
+certificate for the TLS listener. Any httpx transport can be plugged in:
+that is how ``--tunnel`` carries the same requests over SSH. Error envelopes
+become :mod:`fleet.errors` exceptions carrying the server's message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlsplit
+
+import httpx
+
+from fleet.core.model import DesiredState, Machine, UnitState
+from fleet.core.unitfile import UnitFile, UnitOption
+from fleet.core.views import UnitInfo, unit_is_global
+from fleet.errors import (
+    AlreadyExists,
+    APIError,
+    FleetError,
+    InvalidInput,
+    NotFound,
+    StoreUnavailable,
+)
+
+if TYPE_CHECKING:
+    from fleetctl.client import ClientSettings
+    from fleetctl.tunnel import SSHConnection
+
+API_PATH = "/fleet/v1/"
+# Any host name works over a unix socket; this one shows up in server logs.
+UNIX_BASE_URL = "http://fleet"
+_MAX_PAGES = 10_000  # a server that never stops paging is broken, not big
+
+
+def _ssl_context(
+    ca_file: str | None, cert_file: str | None, key_file: str | None
+) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=ca_file or None)
+    if cert_file:
+        try:
+            context.load_cert_chain(cert_file, key_file or None)
+        except (OSError, ssl.SSLError) as exc:
+            raise FleetError(f"cannot load client certificate {cert_file}: {exc}") from exc
+    return context
+
+
+def parse_endpoint(endpoint: str) -> tuple[str, str | None]:
+    """(base URL, unix socket path or None) for an ``--endpoint`` value."""
+    split = urlsplit(endpoint)
+    if split.scheme in ("unix", "file"):
+        # "unix://var/run/fleet.sock" parses "var" as the host: a missing slash.
+        if split.netloc:
+            raise FleetError(
+                f'unable to connect to host "{split.netloc}" with scheme "{split.scheme}": '
+                f"a unix socket endpoint looks like {split.scheme}:///var/run/fleet.sock"
+            )
+        if not split.path:
+            raise FleetError(f"no socket path in endpoint {endpoint!r}")
+        return UNIX_BASE_URL, split.path
+    if split.scheme in ("http", "https"):
+        if not split.hostname:
+            raise FleetError(f"no host in endpoint {endpoint!r}")
+        return f"{split.scheme}://{split.netloc}", None
+    raise FleetError(
+        f'unable to connect to host "{split.netloc}" with scheme "{split.scheme}": '
+        "use unix://, file://, http:// or https://"
+    )
+
+
+def _message(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+        message = body["error"]["message"]
+        if isinstance(message, str) and message:
+            return message
+    except (ValueError, KeyError, TypeError):
+        pass
+    return response.reason_phrase or f"HTTP {response.status_code}"
+
+
+def _raise_for(response: httpx.Response) -> None:
+    if response.status_code < 400:
+        return
+    message = _message(response)
+    status = response.status_code
+    if status == 400:
+        raise InvalidInput(message)
+    if status == 404:
+        raise NotFound(message)
+    if status == 409:
+        raise AlreadyExists(message)
+    if status == 503:
+        raise StoreUnavailable(message)
+    raise APIError(f"fleet API error {status}: {message}", status)
+
+
+def _unit_info(wire: dict[str, Any]) -> UnitInfo:
+    name = str(wire.get("name", ""))
+    options = [
+        UnitOption(str(o.get("section", "")), str(o.get("name", "")), str(o.get("value", "")))
+        for o in wire.get("options") or []
+    ]
+    try:
+        unit = UnitFile.from_options(options)
+    except InvalidInput as exc:
+        raise APIError(f"the fleet API returned an unusable unit {name!r}: {exc}") from exc
+    current = wire.get("currentState") or None
+    return UnitInfo(
+        name=name,
+        unit=unit,
+        hash=unit.hash,
+        desired=DesiredState(wire.get("desiredState") or DesiredState.INACTIVE),
+        current=DesiredState(current) if current else None,
+        machine_id=wire.get("machineID") or None,
+        is_global=unit_is_global(name, unit),
+        reason=wire.get("reason") or None,
+    )
+
+
+def _unit_state(wire: dict[str, Any]) -> UnitState:
+    return UnitState(
+        name=str(wire.get("name", "")),
+        machine_id=str(wire.get("machineID", "")),
+        load_state=str(wire.get("systemdLoadState", "")),
+        active_state=str(wire.get("systemdActiveState", "")),
+        sub_state=str(wire.get("systemdSubState", "")),
+        hash=str(wire.get("hash", "")),
+    )
+
+
+def _machine(wire: dict[str, Any]) -> Machine:
+    metadata = wire.get("metadata") or {}
+    return Machine(
+        id=str(wire.get("id", "")),
+        public_ip=str(wire.get("primaryIP", "")),
+        metadata={str(k): str(v) for k, v in metadata.items()},
+    )
+
+
+def _options(unit: UnitFile) -> list[dict[str, str]]:
+    return [{"section": o.section, "name": o.name, "value": o.value} for o in unit.options]
+
+
+class ApiClient:
+    """:class:`fleetctl.client.FleetClient` over HTTP(S), a unix socket or any transport."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        timeout: float,
+        ca_file: str | None = None,
+        cert_file: str | None = None,
+        key_file: str | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
+        base_url, uds = parse_endpoint(endpoint)
+        self.endpoint = endpoint
+        self._on_close = on_close
+        verify: ssl.SSLContext | bool = True
+        if base_url.startswith("https:"):
+            verify = _ssl_context(ca_file, cert_file, key_file)
+        if transport is None:
+            transport = httpx.AsyncHTTPTransport(uds=uds, verify=verify)
+        self._http = httpx.AsyncClient(
+            base_url=base_url + API_PATH,
+            transport=transport,
+            timeout=httpx.Timeout(timeout),
+            headers={"User-Agent": "fleetctl"},
+        )
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return await self._http.request(method, path, **kwargs)
+        except httpx.TimeoutException as exc:
+            raise FleetError(
+                f"unable to reach the fleet API at {self.endpoint}: no answer in time ({exc!r})"
+            ) from exc
+        except httpx.TransportError as exc:
+            raise FleetError(f"unable to reach the fleet API at {self.endpoint}: {exc}") from exc
+
+    async def _pages(
+        self, path: str, key: str, params: dict[str, str] | None = None
+    ) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        query = dict(params or {})
+        for _ in range(_MAX_PAGES):
+            response = await self._request("GET", path, params=query)
+            _raise_for(response)
+            body = response.json()
+            items.extend(body.get(key) or [])
+            token = body.get("nextPageToken")
+            if not token:
+                return items
+            query["nextPageToken"] = token
+        raise APIError(f"the fleet API at {self.endpoint} returned more than {_MAX_PAGES} pages")
+
+    @staticmethod
+    def _unit_path(name: str) -> str:
+        # quote() keeps a name's bytes in one path segment: "a/b" must reach the
+        # server as a name it refuses, not as another resource.
+        return "units/" + quote(name, safe="@:\\")
+
+    async def _put(self, name: str, body: dict[str, Any]) -> httpx.Response:
+        response = await self._request("PUT", self._unit_path(name), json=body)
+        _raise_for(response)
+        return response
+
+    # -- FleetClient ------------------------------------------------------------------
+
+    async def list_units(self) -> list[UnitInfo]:
+        return sorted(
+            (_unit_info(u) for u in await self._pages("units", "units")), key=lambda i: i.name
+        )
+
+    async def get_unit(self, name: str) -> UnitInfo | None:
+        response = await self._request("GET", self._unit_path(name))
+        if response.status_code == 404:
+            return None
+        _raise_for(response)
+        return _unit_info(response.json())
+
+    async def create_unit(self, name: str, unit: UnitFile, desired: DesiredState) -> None:
+        # PUT creates or updates; the API has no create-only request, so look first.
+        if await self.get_unit(name) is not None:
+            raise AlreadyExists(f"unit {name} already exists")
+        await self._put(
+            name, {"name": name, "desiredState": desired.value, "options": _options(unit)}
+        )
+
+    async def replace_unit(self, name: str, unit: UnitFile, desired: DesiredState) -> None:
+        await self._put(
+            name, {"name": name, "desiredState": desired.value, "options": _options(unit)}
+        )
+
+    async def set_desired_state(self, name: str, desired: DesiredState) -> None:
+        try:
+            await self._put(name, {"name": name, "desiredState": desired.value})
+        except AlreadyExists as exc:
+            # 409 here means "unit does not exist and options field empty".
+            raise NotFound(f"unit {name} does not exist") from exc
+
+    async def destroy_unit(self, name: str) -> bool:
+        response = await self._request("DELETE", self._unit_path(name))
+        if response.status_code == 404:
+            return False
+        _raise_for(response)
+        return True
+
+    async def list_unit_states(
+        self, machine_id: str | None = None, unit_name: str | None = None
+    ) -> list[UnitState]:
+        params = {}
+        if machine_id:
+            params["machineID"] = machine_id
+        if unit_name:
+            params["unitName"] = unit_name
+        states = [_unit_state(s) for s in await self._pages("state", "states", params)]
+        return sorted(states, key=lambda s: (s.name, s.machine_id))
+
+    async def list_machines(self) -> list[Machine]:
+        machines = [_machine(m) for m in await self._pages("machines", "machines")]
+        return sorted(machines, key=lambda m: m.id)
+
+    async def set_machine_metadata(self, machine_id: str, key: str, value: str | None) -> None:
+        """Not part of FleetClient: dynamic metadata through ``PATCH /machines``."""
+        op: dict[str, Any] = {"op": "remove" if value is None else "add"}
+        op["path"] = f"/{machine_id}/metadata/{key}"
+        if value is not None:
+            op["value"] = {"value": value}
+        response = await self._request("PATCH", "machines", json=[op])
+        _raise_for(response)
+
+    async def aclose(self) -> None:
+        try:
+            await self._http.aclose()
+        finally:
+            if self._on_close is not None:
+                self._on_close()
+
+
+async def connect(settings: ClientSettings, tunnel: SSHConnection | None = None) -> ApiClient:
+    """The driver entry point used by :func:`fleetctl.client.connect`.
+
+    With ``--tunnel`` the requests ride ``tunnel`` (the caller's connection, left
+    open) or, when none is given, a connection of our own closed with the client.
+    """
+    if not settings.tunnel:
+        return ApiClient(
+            settings.endpoint,
+            timeout=settings.request_timeout,
+            ca_file=settings.ca_file or None,
+            cert_file=settings.cert_file or None,
+            key_file=settings.key_file or None,
+        )
+    # paramiko is slow to import: only --tunnel pays for it.
+    from fleetctl import tunnel as ssh
+
+    _, uds = parse_endpoint(settings.endpoint)
+    conn = tunnel
+    if conn is None:
+        conn = await asyncio.to_thread(
+            ssh.SSHConnection.open, settings.tunnel, ssh.ssh_settings(settings)
+        )
+    try:
+        transport = ssh.tunnel_transport(conn, uds=uds)
+        return ApiClient(
+            settings.endpoint,
+            timeout=settings.request_timeout,
+            ca_file=settings.ca_file or None,
+            cert_file=settings.cert_file or None,
+            key_file=settings.key_file or None,
+            transport=transport,
+            on_close=conn.close if tunnel is None else None,
+        )
+    except BaseException:
+        if tunnel is None:
+            with contextlib.suppress(Exception):
+                conn.close()
+        raise
