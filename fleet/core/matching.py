@@ -29,27 +29,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
 
+from fleet.core.globs import glob_match
 from fleet.core.requirements import MetadataConstraint, MetadataOp
 
 __all__ = ["GlobSet", "glob_match", "glob_set", "metadata_matches", "unmet_metadata"]
-
-
-class _BadPattern(ValueError):
-    pass
-
-
-def glob_match(pattern: str, name: str) -> bool:
-    """Go ``path.Match``: ``*`` and ``?`` never match ``/``; a malformed pattern matches nothing."""
-    compiled = _compile_glob(pattern)
-    return compiled is not None and compiled.fullmatch(name) is not None
-
-
-@lru_cache(maxsize=4096)
-def _compile_glob(pattern: str) -> re.Pattern[str] | None:
-    try:
-        return re.compile(_glob_to_regex(pattern), re.DOTALL)
-    except _BadPattern:
-        return None
 
 
 class GlobSet:
@@ -58,34 +41,32 @@ class GlobSet:
     The scheduler asks "does any of these globs match that name?" very often, over
     patterns that differ per unit (``%i`` expands per instance), so compiling each
     into a regex would dominate a pass. Literal patterns and patterns whose only
-    metacharacter is ``*`` (nearly all real ones) are matched without ``re``; the
-    rest share one alternation."""
+    metacharacter is ``*`` (nearly all real ones) are matched with plain string
+    searches; the rest go through :func:`fleet.core.globs.glob_match`."""
 
-    __slots__ = ("_literals", "_regex", "_stars", "patterns")
+    __slots__ = ("_general", "_literals", "_stars", "patterns")
 
     def __init__(self, patterns: Iterable[str]) -> None:
         self.patterns = tuple(patterns)
         literals: set[str] = set()
         stars: list[tuple[str, ...]] = []
-        regexes: list[str] = []
+        general: list[str] = []
         for p in self.patterns:
             if not _SPECIAL.search(p):
                 literals.add(p)
             elif not _SPECIAL_BUT_STAR.search(p):
                 stars.append(tuple(p.split("*")))
-            elif (r := _compile_glob(p)) is not None:
-                regexes.append(f"(?:{r.pattern})")
+            else:
+                general.append(p)
         self._literals = frozenset(literals)
         self._stars = tuple(stars)
-        self._regex = re.compile("|".join(regexes), re.DOTALL) if regexes else None
+        self._general = tuple(general)
 
     @property
     def is_literal(self) -> bool:
         """True when every pattern is a plain name (no metacharacters)."""
         return (
-            not self._stars
-            and self._regex is None
-            and len(self._literals) == len(set(self.patterns))
+            not self._stars and not self._general and len(self._literals) == len(set(self.patterns))
         )
 
     def matches(self, name: str) -> bool:
@@ -97,7 +78,7 @@ class GlobSet:
                 return True
         elif any(_star_match(parts, name) for parts in self._stars):
             return True
-        return self._regex is not None and self._regex.fullmatch(name) is not None
+        return any(glob_match(p, name) for p in self._general)
 
     def first(self, name: str) -> str | None:
         """The first pattern (in the unit's order) that matches ``name``."""
@@ -131,73 +112,6 @@ def _star_match(parts: tuple[str, ...], name: str) -> bool:
 def glob_set(patterns: tuple[str, ...]) -> GlobSet:
     """A cached :class:`GlobSet` for ``patterns``."""
     return GlobSet(patterns)
-
-
-def _glob_to_regex(pattern: str) -> str:
-    out: list[str] = []
-    i, n = 0, len(pattern)
-    while i < n:
-        c = pattern[i]
-        if c == "*":
-            # Consecutive stars mean the same as one; collapsing them keeps the regex linear.
-            while i < n and pattern[i] == "*":
-                i += 1
-            out.append("[^/]*")
-            continue
-        if c == "?":
-            out.append("[^/]")
-        elif c == "\\":
-            i += 1
-            if i == n:
-                raise _BadPattern(pattern)
-            out.append(re.escape(pattern[i]))
-        elif c == "[":
-            regex, i = _class_to_regex(pattern, i + 1)
-            out.append(regex)
-            continue
-        else:
-            out.append(re.escape(c))
-        i += 1
-    return "".join(out)
-
-
-def _class_to_regex(pattern: str, i: int) -> tuple[str, int]:
-    """Translate a ``[...]`` class starting after its ``[``; return (regex, index after ``]``)."""
-    n = len(pattern)
-    negated = i < n and pattern[i] == "^"
-    if negated:
-        i += 1
-    ranges: list[tuple[str, str]] = []
-    count = 0
-    while True:
-        if i < n and pattern[i] == "]" and count > 0:
-            i += 1
-            break
-        lo, i = _class_char(pattern, i)
-        hi = lo
-        if i < n and pattern[i] == "-":
-            hi, i = _class_char(pattern, i + 1)
-        count += 1
-        # Go accepts an inverted range and lets it match nothing; Python's re would reject it.
-        if lo <= hi:
-            ranges.append((lo, hi))
-    body = "".join(
-        re.escape(lo) if lo == hi else f"{re.escape(lo)}-{re.escape(hi)}" for lo, hi in ranges
-    )
-    if not body:
-        return ("(?s:.)" if negated else "(?!)"), i
-    return f"[{'^' if negated else ''}{body}]", i
-
-
-def _class_char(pattern: str, i: int) -> tuple[str, int]:
-    n = len(pattern)
-    if i >= n or pattern[i] in "-]":
-        raise _BadPattern(pattern)
-    if pattern[i] == "\\":
-        i += 1
-        if i >= n:
-            raise _BadPattern(pattern)
-    return pattern[i], i + 1
 
 
 # ---------------------------------------------------------------------------------------------
