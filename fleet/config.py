@@ -51,7 +51,10 @@ class FleetConfig:
     authorized_keys_file: str = ""  # deprecated in fleet, ignored
     # Ours (features.md B8, architecture.md §5).
     shutdown_stops_units: bool = False
-    api_listen: tuple[str, ...] = ()
+    api_listen: tuple[str, ...] = ()  # extra TCP listeners, "host:port" (B11)
+    api_tls_certfile: str = ""  # with api_tls_keyfile: the TCP listeners speak HTTPS
+    api_tls_keyfile: str = ""
+    api_tls_client_cafile: str = ""  # every client must present a certificate from this CA
 
     @property
     def engine_lease_ttl(self) -> float:
@@ -204,7 +207,12 @@ def _parse_str(raw: str) -> str:
 
 
 def _parse_listen(raw: str) -> tuple[str, ...]:
-    return parse_string_list(raw)
+    items = parse_string_list(raw)
+    for item in items:
+        _host, sep, port = item.rpartition(":")
+        if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{item!r} is not host:port")
+    return items
 
 
 _PARSERS: dict[str, Callable[[str], Any]] = {
@@ -231,6 +239,9 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "authorized_keys_file": _parse_str,
     "shutdown_stops_units": _parse_bool,
     "api_listen": _parse_listen,
+    "api_tls_certfile": _parse_str,
+    "api_tls_keyfile": _parse_str,
+    "api_tls_client_cafile": _parse_str,
 }
 
 _SECRET_OPTIONS = frozenset({"etcd_password"})
@@ -316,4 +327,11 @@ def load_config(path: str | None, environ: Mapping[str, str]) -> tuple[FleetConf
             "etcd_certfile and etcd_keyfile must be set together "
             f"(etcd_certfile={config.etcd_certfile!r}, etcd_keyfile={config.etcd_keyfile!r})"
         )
+    if bool(config.api_tls_certfile) != bool(config.api_tls_keyfile):
+        raise InvalidConfig("api_tls_certfile and api_tls_keyfile must be set together")
+    if config.api_tls_client_cafile and not config.api_tls_certfile:
+        raise InvalidConfig("api_tls_client_cafile needs api_tls_certfile and api_tls_keyfile")
+    for option in ("api_tls_certfile", "api_tls_keyfile", "api_tls_client_cafile"):
+        if (path := getattr(config, option)) and not Path(path).is_file():
+            raise InvalidConfig(f"{option}: no such file {path!r}")
     return config, warnings

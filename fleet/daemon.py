@@ -30,7 +30,13 @@ from pathlib import Path
 from fleet import __version__
 from fleet.agent import Agent
 from fleet.api.app import create_app
-from fleet.api.server import Listener, close_listeners, open_listeners, serve_listeners
+from fleet.api.server import (
+    Listener,
+    TlsConfig,
+    close_listeners,
+    open_listeners,
+    serve_listeners,
+)
 from fleet.config import DEFAULT_CONFIG_PATH, FleetConfig, load_config
 from fleet.core.model import Machine
 from fleet.engine import Engine
@@ -121,10 +127,17 @@ class Fleetd:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
             loop.add_signal_handler(sig, self._signals.put_nowait, sig)
-        listeners = open_listeners(
-            unix_path="/var/run/fleet.sock",
-            tcp=_api_tcp(self.config),
+        config = self.config
+        tls = (
+            TlsConfig(
+                config.api_tls_certfile,
+                config.api_tls_keyfile,
+                config.api_tls_client_cafile or None,
+            )
+            if config.api_tls_certfile
+            else None
         )
+        listeners = open_listeners(unix_path="/var/run/fleet.sock", tcp=_api_tcp(config), tls=tls)
         try:
             while await self._run_once(listeners):
                 path = self.config_path or DEFAULT_CONFIG_PATH
@@ -164,6 +177,7 @@ class Fleetd:
             units_dir=config.units_directory,
             ttl=config.agent_ttl,
             shutdown_stops_units=config.shutdown_stops_units,
+            lease_file=Path(config.units_directory).parent / "agent.lease",
         )
         app = create_app(
             registry,

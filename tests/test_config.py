@@ -103,8 +103,8 @@ ACCEPTED = [
     ),
     Case(
         "api listen list",
-        "api_listen=tcp://127.0.0.1:8080, unix:///run/x.sock",
-        {"api_listen": ("tcp://127.0.0.1:8080", "unix:///run/x.sock")},
+        "api_listen=127.0.0.1:8080, localhost:8081",
+        {"api_listen": ("127.0.0.1:8080", "localhost:8081")},
     ),
     Case("env overrides file", "verbosity=1", {"verbosity": 5}, env={"FLEET_VERBOSITY": "5"}),
     Case("env alone", "", {"metadata": {"az": "a"}}, env={"FLEET_METADATA": "az=a"}),
@@ -241,3 +241,35 @@ def test_go_durations(text: str, seconds: float) -> None:
 def test_go_durations_refused(text: str) -> None:
     with pytest.raises(ValueError, match="duration"):
         parse_go_duration(text)
+
+
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        pytest.param("api_listen=0.0.0.0\n", "is not host:port", id="listen-no-port"),
+        pytest.param("api_listen=:99999\n", "is not host:port", id="listen-bad-port"),
+        pytest.param("api_tls_certfile=/x\n", "must be set together", id="tls-half"),
+        pytest.param("api_tls_client_cafile=/x\n", "needs api_tls_certfile", id="ca-alone"),
+        pytest.param(
+            "api_tls_certfile=/nonexistent\napi_tls_keyfile=/nonexistent\n",
+            "no such file",
+            id="tls-missing-file",
+        ),
+    ],
+)
+def test_api_listener_options_refused(tmp_path: Path, lines: str, message: str) -> None:
+    conf = tmp_path / "fleet.conf"
+    conf.write_text(lines)
+    with pytest.raises(InvalidConfig, match=message):
+        load_config(str(conf), {})
+
+
+def test_api_listener_options_accepted(tmp_path: Path) -> None:
+    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+    cert.write_text("x")
+    key.write_text("x")
+    conf = tmp_path / "fleet.conf"
+    conf.write_text(f"api_listen=0.0.0.0:54728\napi_tls_certfile={cert}\napi_tls_keyfile={key}\n")
+    config, _ = load_config(str(conf), {})
+    assert config.api_listen == ("0.0.0.0:54728",)
+    assert config.api_tls_keyfile == str(key)
