@@ -40,6 +40,7 @@ from fleet.api.server import (
 from fleet.config import DEFAULT_CONFIG_PATH, FleetConfig, load_config
 from fleet.core.model import Machine
 from fleet.engine import Engine
+from fleet.metrics import FleetMetrics
 from fleet.errors import FleetError, InvalidConfig, StoreError
 from fleet.registry.etcd import EtcdRegistry
 from fleet.systemd.dbus import SystemdManager
@@ -179,12 +180,14 @@ class Fleetd:
             shutdown_stops_units=config.shutdown_stops_units,
             lease_file=Path(config.units_directory).parent / "agent.lease",
         )
+        metrics = FleetMetrics()
         app = create_app(
             registry,
             machine_id=machine.id,
             version=__version__,
             ready=agent.registered.is_set,
             token_limit=config.token_limit,
+            metrics=metrics,
         )
         log.info(
             "fleetd %s starting: machine %s, ip %s, etcd %s",
@@ -202,6 +205,7 @@ class Fleetd:
                         registry,
                         machine.id,
                         reconcile_interval=config.engine_reconcile_interval,
+                        metrics=metrics,
                     )
                     group.create_task(engine.run(), name="engine")
                 group.create_task(self._wait_signal(agent, agent_task), name="signals")

@@ -1,4 +1,4 @@
 """fleet API v1 (and our extensions): the FastAPI app (:mod:`fleet.api.app`), its
 wire models and page tokens (:mod:`fleet.api.schema`), the discovery document,
-Prometheus metrics (:mod:`fleet.api.metrics`) and serving on unix, systemd-passed
+Prometheus metrics (:mod:`fleet.metrics`) and serving on unix, systemd-passed
 and TLS sockets (:mod:`fleet.api.server`)."""

@@ -31,7 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fleet.api import schema
 from fleet.api.discovery import discovery_document
-from fleet.api.metrics import CONTENT_TYPE_LATEST, FleetMetrics
+from fleet.metrics import CONTENT_TYPE_LATEST, FleetMetrics
 from fleet.core.model import DesiredState, Job
 from fleet.core.names import UnitName, validate_unit_name
 from fleet.core.requirements import validate_unit

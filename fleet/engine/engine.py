@@ -24,6 +24,7 @@ import fleet
 from fleet.core.scheduler import Plan, Snapshot, plan
 from fleet.engine.view import WATCHED, ClusterState, PassWrites
 from fleet.errors import FleetError, NotLeader, StoreCompacted, StoreError, StoreUnavailable
+from fleet.metrics import FleetMetrics
 from fleet.ports import EngineStore, EventKind, Leadership, Watchable
 from fleet.registry import codec
 from fleet.registry.keys import ENGINE_LEADER, REASON, Keys
@@ -82,8 +83,10 @@ class Engine:
         version: str = fleet.__version__,
         lease_ttl: float | None = None,
         planner: Callable[[Snapshot], Plan] = plan,
+        metrics: FleetMetrics | None = None,
     ) -> None:
         self._registry = registry
+        self._metrics = metrics
         self._machine_id = machine_id
         self._interval = reconcile_interval
         self._version = version
@@ -142,6 +145,8 @@ class Engine:
                 self._leadership = leadership
                 self._leader_since = time.time()
                 self._elections_won += 1
+                if self._metrics is not None:
+                    self._metrics.engine_became_leader(self._leader_since)
                 log.info("engine: %s is now the leader", self._machine_id)
                 try:
                     await self._lead(leadership)
@@ -311,6 +316,15 @@ class Engine:
 
     async def _pass(self, leadership: Leadership) -> None:
         started = time.perf_counter()
+        failed = True
+        try:
+            await self._pass_inner(leadership, started)
+            failed = False
+        finally:
+            if self._metrics is not None:
+                self._metrics.engine_reconcile(time.perf_counter() - started, failed=failed)
+
+    async def _pass_inner(self, leadership: Leadership, started: float) -> None:
         view = self._view
         self._expire_pending()
         cut = view.cut()
@@ -347,6 +361,13 @@ class Engine:
             self._placements += writes.placed
             self._removals += writes.removed
             self._rewrites += writes.rewritten
+            if self._metrics is not None:
+                for task, count in (
+                    ("place", writes.placed),
+                    ("unschedule", writes.removed),
+                    ("rewrite", writes.rewritten),
+                ):
+                    self._metrics.engine_tasks(task, count)
             self._reasons_written += len(writes.reasons)
         self._last_pass = time.perf_counter() - started
 

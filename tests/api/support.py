@@ -22,7 +22,7 @@ import httpx
 from fastapi import FastAPI
 
 from fleet.api.app import create_app
-from fleet.api.metrics import FleetMetrics
+from fleet.metrics import FleetMetrics
 from fleet.api.server import Listener, close_listeners, open_listeners, serve_listeners
 from fleet.cluster.etcd import EtcdProcess
 from fleet.registry.etcd import EtcdRegistry

@@ -12,6 +12,7 @@ from fleet.cluster.etcd import EtcdProcess
 from fleet.core.model import DesiredState, Machine
 from fleet.core.unitfile import UnitFile
 from fleet.engine import Engine
+from fleet.metrics import FleetMetrics
 from fleet.ports import MachineLease
 from fleet.registry.etcd import EtcdRegistry
 
@@ -86,9 +87,15 @@ class SimulatedCluster:
 
     # --- engines --------------------------------------------------------------------
 
-    async def start_engine(self, machine_id: str) -> Engine:
+    async def start_engine(self, machine_id: str, metrics: FleetMetrics | None = None) -> Engine:
         registry = await self.new_registry()
-        engine = Engine(registry, machine_id, reconcile_interval=RECONCILE, lease_ttl=LEASE_TTL)
+        engine = Engine(
+            registry,
+            machine_id,
+            reconcile_interval=RECONCILE,
+            lease_ttl=LEASE_TTL,
+            metrics=metrics,
+        )
         task = asyncio.create_task(engine.run(), name=f"engine-{machine_id}")
         self._engines[machine_id] = (engine, task, registry)
         return engine

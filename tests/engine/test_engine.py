@@ -19,6 +19,7 @@ import pytest
 from fleet.cluster.etcd import EtcdProcess
 from fleet.core.model import DesiredState, Job
 from fleet.errors import NotLeader
+from fleet.metrics import FleetMetrics
 from fleet.ports import ScheduleChange
 from fleet.registry import codec
 from fleet.registry.etcd import EtcdLeadership
@@ -404,3 +405,19 @@ async def test_an_etcd_outage_moves_nothing(tmp_path: Path) -> None:
             )
     finally:
         etcd.stop()
+
+
+@async_test
+async def test_the_engine_records_fleets_metrics(etcd: EtcdProcess, etcd_prefix: str) -> None:
+    metrics = FleetMetrics()
+    async with simulated_cluster(etcd, etcd_prefix) as cluster:
+        await cluster.add_simulated_machine("sim-m0")
+        for i in range(3):
+            await cluster.submit(f"hello{i}.service")
+        await cluster.start_engine("engine-0", metrics=metrics)
+        await wait_until(cluster.schedule, lambda s: len(s) == 3, what="3 units placed")
+    text = metrics.render().decode()
+    assert 'fleet_engine_task_count_total{type="place"} 3.0' in text
+    assert "fleet_engine_reconcile_count_total " in text
+    assert "fleet_engine_reconcile_count_total 0.0" not in text
+    assert "fleet_engine_leader_start_time 0.0" not in text

@@ -99,6 +99,11 @@ class FleetMetrics:
     def engine_became_leader(self, unix_time: float | None = None) -> None:
         self.engine_leader_start_time.set(time.time() if unix_time is None else unix_time)
 
+    def engine_tasks(self, task_type: str, count: int) -> None:
+        """``count`` tasks of one type applied in a pass."""
+        if count:
+            self.engine_task_count.labels(type=task_type).inc(count)
+
     def engine_task(self, task_type: str, *, failed: bool = False) -> None:
         self.engine_task_count.labels(type=task_type).inc()
         if failed:
