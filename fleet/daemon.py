@@ -40,8 +40,8 @@ from fleet.api.server import (
 from fleet.config import DEFAULT_CONFIG_PATH, FleetConfig, load_config
 from fleet.core.model import Machine
 from fleet.engine import Engine
-from fleet.metrics import FleetMetrics
 from fleet.errors import FleetError, InvalidConfig, StoreError
+from fleet.metrics import FleetMetrics
 from fleet.registry.etcd import EtcdRegistry
 from fleet.systemd.dbus import SystemdManager
 
