@@ -9,52 +9,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import shutil
 import socket
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ParamSpec
+from typing import Any
 
 import httpx
 from fastapi import FastAPI
 
 from fleet.api.app import create_app
-from fleet.metrics import FleetMetrics
 from fleet.api.server import Listener, close_listeners, open_listeners, serve_listeners
 from fleet.cluster.etcd import EtcdProcess
+from fleet.metrics import FleetMetrics
 from fleet.registry.etcd import EtcdRegistry
+from tests.asyncsupport import eventually
 
-P = ParamSpec("P")
-TEST_DEADLINE = 30.0
 VERSION = "9.9.9-test"
 MACHINE_ID = "0123456789abcdef0123456789abcdef"
-
-
-def async_test(fn: Callable[P, Awaitable[Any]]) -> Callable[P, None]:
-    @functools.wraps(fn)
-    def run(*args: P.args, **kwargs: P.kwargs) -> None:
-        async def bounded() -> None:
-            async with asyncio.timeout(TEST_DEADLINE):
-                await fn(*args, **kwargs)
-
-        asyncio.run(bounded())
-
-    return run
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[bool]], timeout: float = 10.0, interval: float = 0.01
-) -> None:
-    """Poll ``probe`` until it holds; fail with a clear message at the deadline."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not await probe():
-        if loop.time() > deadline:
-            raise AssertionError(f"condition not reached within {timeout}s")
-        await asyncio.sleep(interval)
 
 
 @contextlib.contextmanager

@@ -11,7 +11,8 @@ from fleet.core.unitfile import UnitFile
 from fleet.errors import AlreadyExists, FleetError, InvalidInput, NotFound, StoreUnavailable
 from fleet.ports import ScheduleChange
 from fleetctl.drivers.api import ApiClient, parse_endpoint
-from tests.api.support import async_test, served_api, short_tmpdir
+from tests.api.support import served_api, short_tmpdir
+from tests.asyncsupport import async_test
 
 UNIT = UnitFile.parse("[Unit]\nDescription=hello\n\n[Service]\nExecStart=/bin/sleep 1000\n")
 OTHER = UnitFile.parse("[Service]\nExecStart=/bin/sleep 2000\n")

@@ -14,12 +14,12 @@ from fleet.api.server import close_listeners, open_listeners
 from fleet.cluster.etcd import EtcdProcess
 from tests.api.support import (
     VERSION,
-    async_test,
     served_api,
     serving,
     short_tmpdir,
     wait_listening,
 )
+from tests.asyncsupport import async_test
 
 ETCD_DOWN = {"error": {"code": 503, "message": "fleet server unable to communicate with etcd"}}
 

@@ -9,7 +9,8 @@ import pytest
 from fleet.api.schema import PageToken
 from fleet.cluster.etcd import EtcdProcess
 from fleet.core.model import Machine, UnitState
-from tests.api.support import async_test, served_api
+from tests.api.support import served_api
+from tests.asyncsupport import async_test
 
 M1 = "1" * 32
 M2 = "2" * 32

@@ -20,13 +20,13 @@ from fleetctl.drivers.api import ApiClient
 from tests.api.certs import CertificateAuthority
 from tests.api.support import (
     VERSION,
-    async_test,
     eventually,
     free_tcp_port,
     served_api,
     serving,
     short_tmpdir,
 )
+from tests.asyncsupport import async_test
 
 EXEC = [{"section": "Service", "name": "ExecStart", "value": "/bin/true"}]
 

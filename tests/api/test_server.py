@@ -19,7 +19,8 @@ from fleet.api.server import bind_unix, close_listeners, open_listeners, systemd
 from fleet.cluster.etcd import EtcdProcess
 from fleet.errors import InvalidConfig
 from fleet.registry.etcd import EtcdRegistry
-from tests.api.support import async_test, serving, short_tmpdir, wait_listening
+from tests.api.support import serving, short_tmpdir, wait_listening
+from tests.asyncsupport import async_test
 
 ROOT = Path(__file__).resolve().parents[2]
 

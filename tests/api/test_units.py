@@ -10,7 +10,8 @@ from fleet.api.schema import PageToken
 from fleet.cluster.etcd import EtcdProcess
 from fleet.core.model import DesiredState, Job
 from fleet.core.unitfile import UnitFile
-from tests.api.support import async_test, served_api
+from tests.api.support import served_api
+from tests.asyncsupport import async_test
 
 EXEC = [{"section": "Service", "name": "ExecStart", "value": "/bin/sleep 1000"}]
 OTHER = [{"section": "Service", "name": "ExecStart", "value": "/bin/sleep 2000"}]

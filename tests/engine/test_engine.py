@@ -23,6 +23,7 @@ from fleet.metrics import FleetMetrics
 from fleet.ports import ScheduleChange
 from fleet.registry import codec
 from fleet.registry.etcd import EtcdLeadership
+from tests.asyncsupport import async_test
 from tests.engine.harness import (
     LEASE_TTL,
     SimulatedCluster,
@@ -30,7 +31,6 @@ from tests.engine.harness import (
     unit_body,
     wait_until,
 )
-from tests.registry import async_test
 
 pytestmark = pytest.mark.etcd
 

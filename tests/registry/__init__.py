@@ -1,40 +1,5 @@
-"""Contract tests of the etcd registry against a real etcd server.
+"""Contract tests of the etcd registry against a real etcd server."""
 
-pytest here has no asyncio plugin: ``async_test`` runs a coroutine test in its
-own event loop with an overall deadline, keeping the fixture signature.
-"""
+from tests.asyncsupport import async_test, eventually
 
-from __future__ import annotations
-
-import asyncio
-import functools
-from collections.abc import Awaitable, Callable
-from typing import Any, ParamSpec
-
-P = ParamSpec("P")
-
-TEST_DEADLINE = 30.0
-
-
-def async_test(fn: Callable[P, Awaitable[Any]]) -> Callable[P, None]:
-    @functools.wraps(fn)
-    def run(*args: P.args, **kwargs: P.kwargs) -> None:
-        async def bounded() -> None:
-            async with asyncio.timeout(TEST_DEADLINE):
-                await fn(*args, **kwargs)
-
-        asyncio.run(bounded())
-
-    return run
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[bool]], timeout: float = 10.0, interval: float = 0.05
-) -> None:
-    """Poll ``probe`` until it holds; fail with a clear message at the deadline."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not await probe():
-        if loop.time() > deadline:
-            raise AssertionError(f"condition not reached within {timeout}s")
-        await asyncio.sleep(interval)
+__all__ = ["async_test", "eventually"]

@@ -11,7 +11,7 @@ from fleet.core.model import DesiredState
 from fleet.errors import NotLeader
 from fleet.ports import ScheduleChange
 from fleet.registry.etcd import EtcdLeadership, EtcdRegistry
-from tests.registry import async_test
+from tests.asyncsupport import async_test
 
 HASH = "c" * 40
 

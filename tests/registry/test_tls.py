@@ -15,7 +15,7 @@ import pytest
 from fleet.cluster.etcd import free_port
 from fleet.errors import StoreUnavailable
 from fleet.registry.etcd import EtcdRegistry
-from tests.registry import async_test
+from tests.asyncsupport import async_test
 
 
 def _openssl(*args: str, cwd: Path) -> None:

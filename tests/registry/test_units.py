@@ -10,7 +10,7 @@ from fleet.cluster.etcd import EtcdProcess
 from fleet.core.model import DesiredState, Job
 from fleet.errors import AlreadyExists, InvalidUnitName, NotFound
 from fleet.registry.etcd import EtcdRegistry
-from tests.registry import async_test
+from tests.asyncsupport import async_test
 
 PLAIN = "[Service]\nExecStart=/bin/sleep 1000\n"
 OTHER = "[Service]\nExecStart=/bin/sleep 2000\n"
