@@ -20,7 +20,7 @@ import click
 from fleet import __version__
 from fleet.errors import FleetError
 from fleetctl.client import DEFAULT_ENDPOINT, LEGACY_ETCD_ENDPOINTS, ClientSettings
-from fleetctl.commands import lists, meta, units
+from fleetctl.commands import lists, meta, remote, units
 from fleetctl.context import App
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
@@ -150,6 +150,14 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 
 )
 @_bool_option("strict-host-key-checking", True, "Verify host keys presented by remote machines.")
 @click.option(
+    "--ssh-identity-file",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    envvar=_env("ssh-identity-file"),
+    help="Private key for SSH, tried after the ssh-agent's keys (repeatable; in the "
+    "environment a colon-separated list). Default: ~/.ssh/id_ed25519, id_ecdsa, id_rsa.",
+)
+@click.option(
     "--request-timeout",
     type=float,
     default=3.0,
@@ -222,6 +230,7 @@ def _settings(ctx: click.Context, flags: dict[str, Any]) -> ClientSettings:
         ssh_timeout=flags["ssh_timeout"],
         known_hosts_file=flags["known_hosts_file"],
         strict_host_key_checking=flags["strict_host_key_checking"],
+        ssh_identity_files=tuple(flags["ssh_identity_file"]),
         request_timeout=flags["request_timeout"],
         etcd_key_prefix=flags["etcd_key_prefix"],
         debug=flags["debug"],
@@ -229,7 +238,7 @@ def _settings(ctx: click.Context, flags: dict[str, Any]) -> ClientSettings:
     )
 
 
-for _command in (*units.COMMANDS, *lists.COMMANDS, *meta.COMMANDS):
+for _command in (*units.COMMANDS, *lists.COMMANDS, *remote.COMMANDS, *meta.COMMANDS):
     cli.add_command(_command)
 
 

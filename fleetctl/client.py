@@ -3,7 +3,7 @@
 :class:`FleetClient` is implemented twice: over the fleet HTTP API
 (:mod:`fleetctl.drivers.api`, the default) and directly over etcd
 (:mod:`fleetctl.drivers.etcd`, ``--driver=etcd``). Each driver module exposes
-``async def connect(settings: ClientSettings) -> FleetClient``; transport
+``async def connect(settings: ClientSettings, tunnel=None) -> FleetClient``; transport
 concerns (TLS, the SSH ``--tunnel``) stay inside the driver, so no command
 knows about them.
 """
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from fleet.core.model import DesiredState, Machine, UnitState
     from fleet.core.unitfile import UnitFile
     from fleet.core.views import UnitInfo
+    from fleetctl.tunnel import SSHConnection
 
 DRIVERS = ("api", "etcd")
 DEFAULT_ENDPOINT = "unix:///var/run/fleet.sock"
@@ -74,6 +75,7 @@ class ClientSettings:
     ssh_timeout: float = 10.0
     known_hosts_file: str = "~/.fleetctl/known_hosts"
     strict_host_key_checking: bool = True
+    ssh_identity_files: tuple[str, ...] = ()
     request_timeout: float = 3.0
     ca_file: str = ""
     cert_file: str = ""
@@ -107,8 +109,12 @@ def resolve_driver(settings: ClientSettings, warn: Warn) -> ClientSettings:
     return replace(settings, driver=driver)
 
 
-async def connect(settings: ClientSettings) -> FleetClient:
-    """Import the chosen driver lazily (start-up time) and connect it."""
+async def connect(settings: ClientSettings, tunnel: SSHConnection | None = None) -> FleetClient:
+    """Import the chosen driver lazily (start-up time) and connect it.
+
+    ``tunnel`` is the caller's open ``--tunnel`` connection, shared with the
+    remote commands and closed by the caller; without it a driver opens (and
+    closes) its own when ``settings.tunnel`` is set."""
     module_name = f"fleetctl.drivers.{settings.driver}"
     try:
         module = importlib.import_module(module_name)
@@ -119,5 +125,5 @@ async def connect(settings: ClientSettings) -> FleetClient:
             f"the {settings.driver} driver is not available in this build "
             f"({module_name} is missing)"
         ) from exc
-    factory = cast("Callable[[ClientSettings], Awaitable[FleetClient]]", module.connect)
-    return await factory(settings)
+    factory = cast("Callable[..., Awaitable[FleetClient]]", module.connect)
+    return await factory(settings, tunnel=tunnel)

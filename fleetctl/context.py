@@ -3,21 +3,28 @@
 Commands never touch globals: they get an :class:`App` from click's context,
 write through :meth:`App.echo` / :meth:`App.warn` (stdout / stderr, as fleet
 splits them) and run their async body with :meth:`App.run`, which opens the
-chosen :class:`~fleetctl.client.FleetClient` and always closes it.
+chosen :class:`~fleetctl.client.FleetClient` and always closes it. With
+``--tunnel`` the App owns the one SSH connection to the bastion: the driver's
+transport and the remote commands (``ssh``, ``status``, ``journal``) share it,
+and it is closed when the outermost :meth:`App.session` ends.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, TextIO, TypeVar
 
 from fleetctl.client import ClientSettings, connect, resolve_driver
 
 if TYPE_CHECKING:
     from fleet.ports import Clock
     from fleetctl.client import FleetClient
+    from fleetctl.tunnel import SSHConnection
+
+T = TypeVar("T")
 
 
 def _system_clock() -> Clock:
@@ -32,6 +39,8 @@ class App:
     out: TextIO = field(default_factory=lambda: sys.stdout)
     err: TextIO = field(default_factory=lambda: sys.stderr)
     clock_factory: Callable[[], Clock] = _system_clock
+    _tunnel: SSHConnection | None = field(default=None, init=False, repr=False)
+    _sessions: int = field(default=0, init=False, repr=False)
 
     def echo(self, text: str) -> None:
         print(text, file=self.out, flush=True)
@@ -43,17 +52,45 @@ class App:
     def warn(self, text: str) -> None:
         print(text, file=self.err, flush=True)
 
-    def run(self, body: Callable[[FleetClient], Awaitable[int]]) -> int:
+    @contextlib.contextmanager
+    def session(self) -> Iterator[None]:
+        """Everything inside shares one ``--tunnel`` connection, closed at the end
+        of the outermost session (nesting is fine)."""
+        self._sessions += 1
+        try:
+            yield
+        finally:
+            self._sessions -= 1
+            if self._sessions == 0 and self._tunnel is not None:
+                tunnel, self._tunnel = self._tunnel, None
+                tunnel.close()
+
+    def tunnel(self) -> SSHConnection | None:
+        """The SSH connection to the ``--tunnel`` host (opened on first use), or None."""
+        if not self.settings.tunnel:
+            return None
+        if self._tunnel is None:
+            from fleetctl import tunnel  # paramiko: only SSH paths pay for it
+
+            self._tunnel = tunnel.SSHConnection.open(
+                self.settings.tunnel, tunnel.ssh_settings(self.settings)
+            )
+        return self._tunnel
+
+    def run(self, body: Callable[[FleetClient], Awaitable[T]]) -> T:
         """Connect, run ``body``, close: one ``asyncio.run`` per command."""
         import asyncio  # 20 ms at start-up that `fleetctl version` does not need
 
         settings = resolve_driver(self.settings, self.warn)
+        with self.session():
+            # Opened before the event loop: the host-key prompt reads stdin.
+            tunnel = self.tunnel()
 
-        async def session() -> int:
-            client = await connect(settings)
-            try:
-                return await body(client)
-            finally:
-                await client.aclose()
+            async def session() -> T:
+                client = await connect(settings, tunnel)
+                try:
+                    return await body(client)
+                finally:
+                    await client.aclose()
 
-        return asyncio.run(session())
+            return asyncio.run(session())

@@ -25,13 +25,17 @@ import tty
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import httpcore
 import httpx
 import paramiko
 
 from fleet.errors import FleetError, HostKeyMismatch, HostKeyUnknown, SSHError
+from fleetctl.fdforward import fd_forward
+
+if TYPE_CHECKING:
+    from fleetctl.client import ClientSettings
 
 DEFAULT_PORT = 22
 FD_FORWARD_COMMAND = "fleetctl fd-forward"
@@ -160,7 +164,10 @@ def verify_host_key(host_id: str, key: paramiko.PKey, settings: SSHSettings) -> 
         "Are you sure you want to continue connecting (yes/no)? "
     )
     out.flush()
-    answer = settings.prompt_in.readline().strip().lower()
+    line = settings.prompt_in.readline()
+    if not line.endswith("\n"):
+        out.write("\n")  # no answer at all (EOF): end the prompt's line
+    answer = line.strip().lower()
     if answer not in ("yes", "y"):
         raise HostKeyUnknown(f"host key verification failed for {host_id}: not accepted")
     known.add(host_id, key)
@@ -410,23 +417,110 @@ def tunnel_transport(
     return transport
 
 
-# -- fleetctl fd-forward ------------------------------------------------------------------
+# -- a local TCP forward (the etcd driver through --tunnel) ---------------------------------
 
 
-def fd_forward(path: str, stdin_fd: int = 0, stdout_fd: int = 1) -> None:
-    """Proxy stdin/stdout to the unix socket at ``path`` until either side closes."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.connect(path)
-    except OSError as exc:
-        raise FleetError(f"unable to connect to {path}: {exc.strerror or exc}") from exc
+class LocalForward:
+    """A listening socket on 127.0.0.1 whose every accepted connection is carried
+    by a new ``direct-tcpip`` channel of ``conn`` to ``host:port`` (as routed from
+    the SSH server). gRPC clients such as aetcd cannot be handed a custom
+    transport, so they are pointed at :attr:`address` instead."""
 
-    def upstream() -> None:
-        while data := os.read(stdin_fd, 65536):
-            sock.sendall(data)
+    def __init__(self, conn: SSHConnection, host: str, port: int, *, timeout: float = 10.0) -> None:
+        self._conn = conn
+        self._target = (host, port)
+        self._timeout = timeout
+        self._closed = threading.Event()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._listener.getsockname()[1])
+        self._thread = threading.Thread(
+            target=self._accept_loop, name=f"forward-{host}:{port}", daemon=True
+        )
+        self._thread.start()
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def _accept_loop(self) -> None:
+        while not self._closed.is_set():
+            try:
+                client, peer = self._listener.accept()
+            except OSError:
+                return  # the listener was closed
+            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            try:
+                chan = self._conn.transport.open_channel(
+                    "direct-tcpip", self._target, peer, timeout=self._timeout
+                )
+            except (paramiko.SSHException, OSError, EOFError):
+                # The client sees a closed connection, as if the port were closed.
+                client.close()
+                continue
+            threading.Thread(target=self._pipe, args=(client, chan), daemon=True).start()
+
+    def _pipe(self, sock: socket.socket, chan: paramiko.Channel) -> None:
+        try:
+            while not self._closed.is_set():
+                ready, _, _ = select.select([sock, chan], [], [], 0.5)
+                if sock in ready:
+                    data = sock.recv(65536)
+                    if not data:
+                        return
+                    chan.sendall(data)
+                if chan in ready:
+                    data = chan.recv(65536)
+                    if not data:
+                        return
+                    sock.sendall(data)
+        except (OSError, paramiko.SSHException, EOFError):
+            return
+        finally:
+            chan.close()
+            sock.close()
+
+    def close(self) -> None:
+        self._closed.set()
+        # shutdown() wakes the accept() blocked in the other thread; close() alone does not.
         with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_WR)
+            self._listener.shutdown(socket.SHUT_RDWR)
+        self._listener.close()
+        self._thread.join(timeout=2)
 
-    threading.Thread(target=upstream, daemon=True).start()
-    while data := sock.recv(65536):
-        os.write(stdout_fd, data)
+
+# -- glue for fleetctl's global flags ------------------------------------------------------
+
+
+def ssh_settings(client: ClientSettings) -> SSHSettings:
+    """The SSH part of fleetctl's global flags."""
+    return SSHSettings(
+        username=client.ssh_username,
+        timeout=client.ssh_timeout,
+        known_hosts_file=Path(client.known_hosts_file).expanduser(),
+        strict_host_key_checking=client.strict_host_key_checking,
+        identity_files=tuple(Path(p).expanduser() for p in client.ssh_identity_files),
+    )
+
+
+def join_host_port(host: str, port: int) -> str:
+    """An address :meth:`SSHConnection.open` takes; the default port stays implicit."""
+    if port == DEFAULT_PORT:
+        return host
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+__all__ = [
+    "DEFAULT_PORT",
+    "FD_FORWARD_COMMAND",
+    "KnownHosts",
+    "LocalForward",
+    "SSHConnection",
+    "SSHSettings",
+    "fd_forward",
+    "join_host_port",
+    "known_hosts_id",
+    "split_host_port",
+    "ssh_settings",
+    "tunnel_transport",
+    "verify_host_key",
+]

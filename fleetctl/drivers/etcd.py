@@ -10,7 +10,7 @@ unreachable etcd fails fast with :class:`~fleet.errors.StoreUnavailable`.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 
 from fleet.core.model import DesiredState, Job, Machine, UnitState
@@ -21,6 +21,7 @@ from fleet.errors import InvalidInput, StoreUnavailable
 if TYPE_CHECKING:
     from fleet.registry.etcd import EtcdRegistry
     from fleetctl.client import ClientSettings
+    from fleetctl.tunnel import SSHConnection
 
 T = TypeVar("T")
 
@@ -34,10 +35,17 @@ def _is_template(name: str) -> bool:
 class EtcdFleetClient:
     """:class:`fleetctl.client.FleetClient` over an :class:`EtcdRegistry`."""
 
-    def __init__(self, registry: EtcdRegistry, request_timeout: float, where: str) -> None:
+    def __init__(
+        self,
+        registry: EtcdRegistry,
+        request_timeout: float,
+        where: str,
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
         self._registry = registry
         self._timeout = request_timeout
         self._where = where
+        self._on_close = on_close
 
     async def _call(self, aw: Awaitable[T]) -> T:
         # The registry has its own per-request deadline; this outer bound makes
@@ -108,15 +116,26 @@ class EtcdFleetClient:
         return await self._call(self._registry.list_machines())
 
     async def aclose(self) -> None:
-        await self._registry.close()
+        try:
+            await self._registry.close()
+        finally:
+            if self._on_close is not None:
+                self._on_close()
 
 
-async def connect(settings: ClientSettings) -> EtcdFleetClient:
-    """Open the registry on every endpoint of ``--endpoint`` (etcd's own failover)."""
+async def connect(settings: ClientSettings, tunnel: SSHConnection | None = None) -> EtcdFleetClient:
+    """Open the registry on every endpoint of ``--endpoint`` (etcd's own failover).
+
+    With ``--tunnel`` each endpoint is reached through a local TCP forward over
+    SSH (see :func:`_forwarded`); the forwards close with the client.
+    """
     from fleet.registry.etcd import EtcdRegistry  # aetcd/grpc are slow to import
 
     endpoints = list(settings.endpoints)
     where = ",".join(endpoints)
+    on_close: Callable[[], None] | None = None
+    if settings.tunnel:
+        endpoints, on_close = await _forwarded(settings, endpoints, tunnel)
     try:
         async with asyncio.timeout(settings.request_timeout * 2 + 0.5):
             registry = await EtcdRegistry.connect(
@@ -128,7 +147,57 @@ async def connect(settings: ClientSettings) -> EtcdFleetClient:
                 key_file=settings.key_file or None,
             )
     except TimeoutError as exc:
+        if on_close is not None:
+            on_close()
         raise StoreUnavailable(
             f"etcd at {where} did not answer within {settings.request_timeout:g}s"
         ) from exc
-    return EtcdFleetClient(registry, settings.request_timeout, where)
+    except BaseException:
+        if on_close is not None:
+            on_close()
+        raise
+    return EtcdFleetClient(registry, settings.request_timeout, where, on_close)
+
+
+async def _forwarded(
+    settings: ClientSettings, endpoints: list[str], tunnel: SSHConnection | None
+) -> tuple[list[str], Callable[[], None]]:
+    """gRPC takes no custom transport, so aetcd is pointed at one local listener per
+    endpoint, each carried over SSH (``direct-tcpip``) to that endpoint as the
+    bastion routes it (fleet: the address "must be routable from the server")."""
+    from urllib.parse import urlsplit
+
+    from fleet.errors import InvalidConfig
+    from fleetctl import tunnel as ssh
+
+    own = tunnel is None
+    conn = tunnel
+    if conn is None:
+        conn = await asyncio.to_thread(
+            ssh.SSHConnection.open, settings.tunnel, ssh.ssh_settings(settings)
+        )
+    forwards: list[ssh.LocalForward] = []
+
+    def close() -> None:
+        for forward in forwards:
+            forward.close()
+        if own:
+            conn.close()
+
+    local: list[str] = []
+    try:
+        for endpoint in endpoints:
+            split = urlsplit(endpoint if "://" in endpoint else f"http://{endpoint}")
+            try:
+                port = split.port or 2379
+            except ValueError as exc:
+                raise InvalidConfig(f"invalid etcd endpoint {endpoint!r}: {exc}") from exc
+            if not split.hostname:
+                raise InvalidConfig(f"invalid etcd endpoint {endpoint!r}: want http(s)://host:port")
+            forward = ssh.LocalForward(conn, split.hostname, port, timeout=settings.request_timeout)
+            forwards.append(forward)
+            local.append(f"{split.scheme}://{forward.address}")
+    except BaseException:
+        close()
+        raise
+    return local, close

@@ -30,6 +30,12 @@ class SSHServer:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def bin(self) -> Path:
+        """First on the PATH of every SSH session (sshd's SetEnv): tests put fake
+        ``systemctl``/``journalctl`` here, since this host's PID 1 is not systemd."""
+        return self.dir / "bin"
+
     def start(self) -> None:
         with open(self.dir / "sshd.log", "ab") as log:
             self.proc = subprocess.Popen(
@@ -63,9 +69,7 @@ class SSHServer:
 
 
 def _keygen(path: Path) -> None:
-    subprocess.run(
-        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True
-    )
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
 
 
 @pytest.fixture
@@ -79,6 +83,8 @@ def sshd(tmp_path: Path) -> Iterator[SSHServer]:
     _keygen(client_key)
     (tmp_path / "authorized_keys").write_text(client_key.with_suffix(".pub").read_text())
     port = free_port()
+    (tmp_path / "bin").mkdir()
+    path = f"{tmp_path}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
     (tmp_path / "sshd_config").write_text(
         f"""Port {port}
 ListenAddress 127.0.0.1
@@ -93,6 +99,7 @@ UsePAM no
 StrictModes no
 AllowTcpForwarding yes
 AllowAgentForwarding yes
+SetEnv PATH={path}
 """
     )
     server = SSHServer(port=port, dir=tmp_path, client_key=client_key, host_key=host_key)

@@ -154,9 +154,7 @@ def test_tunnel_direct_tcpip_keeps_one_connection(
 
     async def fetch(conn: SSHConnection) -> list[str]:
         async with httpx.AsyncClient(transport=tunnel_transport(conn, uds=None)) as client:
-            return [
-                (await client.get(f"http://127.0.0.1:{port}/{i}")).text for i in range(20)
-            ]
+            return [(await client.get(f"http://127.0.0.1:{port}/{i}")).text for i in range(20)]
 
     with SSHConnection.open(sshd.address, settings(sshd, tmp_path / "kh", strict=False)) as conn:
         texts = asyncio.run(fetch(conn))
