@@ -168,6 +168,15 @@ def provision_machine(
         write(dropin, f"[Service]\nRestartSec={restart_sec}\n")
     elif dropin.exists():
         dropin.unlink()
+    # `fleetctl` on the machine's PATH: `fleetctl --tunnel` runs `fleetctl fd-forward`
+    # there, and people log in and type `fleetctl list-units`.
+    for tool in ("fleetctl", "fleetd"):
+        link = root / "usr/local/bin" / tool
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(fleetd.parent / tool)
+        written.append(link)
     written.append(_enable(system, target, "fleet.service"))
     written.append(_enable(system, target, "fleet.socket"))
     if api_port is not None:

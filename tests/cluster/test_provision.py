@@ -58,6 +58,9 @@ def test_units_point_at_the_absolute_fleetd_and_are_enabled(tmp_path: Path) -> N
         assert link.is_symlink() and str(link.readlink()) == f"/etc/systemd/system/{unit}"
     assert not (system / "fleet-tcp.socket").exists()
     assert not (system / "fleet.service.d").exists()
+    for tool in ("fleetctl", "fleetd"):
+        link = tmp_path / "usr/local/bin" / tool
+        assert str(link.readlink()) == str(Path(FLEETD).parent / tool)
 
 
 @pytest.mark.parametrize(
