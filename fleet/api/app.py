@@ -31,7 +31,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fleet.api import schema
 from fleet.api.discovery import discovery_document
-from fleet.metrics import CONTENT_TYPE_LATEST, FleetMetrics
 from fleet.core.model import DesiredState, Job
 from fleet.core.names import UnitName, validate_unit_name
 from fleet.core.requirements import validate_unit
@@ -44,6 +43,7 @@ from fleet.errors import (
     NotFound,
     StoreUnavailable,
 )
+from fleet.metrics import CONTENT_TYPE_LATEST, FleetMetrics
 from fleet.ports import ClusterView, UnitStore
 
 log = logging.getLogger(__name__)
