@@ -141,8 +141,8 @@ def global_units_for(machine: Machine, units: Iterable[SchedUnit]) -> list[str]:
 def explain(name: str, rejections: Sequence[Rejection]) -> str:
     """One paragraph saying why ``name`` could not be placed, grouped by rule.
 
-    Machines rejected for the same reason are counted rather than listed, so the
-    text stays short on a large cluster."""
+    Up to three machines rejected for the same reason are named (by short id);
+    more are counted, so the text stays short on a large cluster."""
     if not rejections:
         return f"{name} cannot be placed: there are no machines in the cluster."
     total = len(rejections)
@@ -160,12 +160,16 @@ def explain(name: str, rejections: Sequence[Rejection]) -> str:
     return " ".join(sentences)
 
 
+_NAMED_MACHINES = 3  # a small cluster's machines are named; a larger group is counted
+
+
 def _machines_text(ids: Sequence[str]) -> str:
-    if len(ids) == 1:
-        return f"on {_short(ids[0])}"
-    if len(ids) == 2:
-        return f"on {_short(ids[0])} and {_short(ids[1])}"
-    return f"on {len(ids)} machines"
+    if len(ids) > _NAMED_MACHINES:
+        return f"on {len(ids)} machines"
+    shorts = [_short(i) for i in ids]
+    if len(shorts) == 1:
+        return f"on {shorts[0]}"
+    return f"on {', '.join(shorts[:-1])} and {shorts[-1]}"
 
 
 def _plural(n: int, word: str) -> str:

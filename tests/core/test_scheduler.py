@@ -518,6 +518,18 @@ def test_explain_groups_by_rule() -> None:
     )
 
 
+def test_explain_names_up_to_three_machines() -> None:
+    same = "az=a (machine has no az)"
+    three = [Rejection(m, Rule.MACHINE_METADATA, same) for m in (M0, M1, M2)]
+    assert explain("u.service", three).endswith(
+        "MachineMetadata: az=a (machine has no az) [on 0a0a0a0a, 1b1b1b1b and 2c2c2c2c]."
+    )
+    four = [*three, Rejection(M3, Rule.MACHINE_METADATA, same)]
+    assert explain("u.service", four).endswith(
+        "MachineMetadata: az=a (machine has no az) [on 4 machines]."
+    )
+
+
 def test_explain_single_machine() -> None:
     text = explain(
         "u.service", [Rejection(M0, Rule.MACHINE_ID, "MachineID=ffffffff names another machine")]
