@@ -206,6 +206,8 @@ class Fleetd:
                         machine.id,
                         reconcile_interval=config.engine_reconcile_interval,
                         metrics=metrics,
+                        # Time for agents to register again after an etcd outage (B7).
+                        machine_grace=2 * config.agent_ttl,
                     )
                     group.create_task(engine.run(), name="engine")
                 group.create_task(self._wait_signal(agent, agent_task), name="signals")

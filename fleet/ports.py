@@ -142,6 +142,13 @@ class AgentStore(Protocol):
         """Create ``machine/<id>`` on a fresh lease kept alive by a registry-owned
         task. AlreadyExists if another live lease holds that machine id."""
 
+    async def resume_machine(
+        self, lease_id: int, machine: Machine, ttl: float
+    ) -> MachineLease | None:
+        """Adopt a presence this machine's previous fleetd left: the lease must be
+        alive, granted for ``ttl`` and hold ``machine/<id>``; else None (and the
+        caller registers)."""
+
     async def update_machine(self, lease: MachineLease, machine: Machine) -> None: ...
 
     async def unregister_machine(self, lease: MachineLease) -> None:

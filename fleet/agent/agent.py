@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Protocol
@@ -58,6 +59,8 @@ class AgentRegistry(AgentStore, Watchable, Protocol):
 
     async def get_unit_body(self, hash: str) -> str | None: ...
 
+    async def list_unit_states(self) -> list[UnitState]: ...
+
 
 class Agent:
     """One machine's agent. ``await agent.run()`` until :meth:`stop` is called.
@@ -81,6 +84,7 @@ class Agent:
         retry_interval: float = 1.0,
         job_timeout: float = 30.0,
         register_backoff: tuple[float, float] = (1.0, 60.0),
+        lease_file: str | Path | None = None,
     ) -> None:
         self.store = store
         self.systemd = systemd
@@ -94,6 +98,10 @@ class Agent:
         self.retry_interval = retry_interval
         self.job_timeout = job_timeout
         self.register_backoff = register_backoff
+        # Where the presence lease id survives a fleetd restart (B8). It must be
+        # machine-local and gone at reboot (fleetd uses /run/fleet/agent.lease):
+        # a restarted fleetd resumes the lease instead of waiting for it to expire.
+        self.lease_file = Path(lease_file) if lease_file is not None else None
 
         self.registered = asyncio.Event()
         self.passes = 0  # completed reconcile passes (every action succeeded)
@@ -180,18 +188,69 @@ class Agent:
 
     # ---- presence ---------------------------------------------------------------------
 
+    async def _acquire_presence(self) -> MachineLease:
+        """Resume the presence our previous process left, else register anew."""
+        saved = self._read_lease_file()
+        if saved is not None:
+            lease = await self.store.resume_machine(saved, self.machine, self.ttl)
+            if lease is not None:
+                log.info("machine %s resumed its presence (lease %x)", self.machine.id, saved)
+                # The previous process's states still hang on this lease: knowing
+                # them lets the next publish delete those of units no longer held.
+                self._published = {
+                    s.name: s
+                    for s in await self.store.list_unit_states()
+                    if s.machine_id == self.machine.id
+                }
+                return lease
+            self._remove_lease_file()
+        lease = await self.store.register_machine(self.machine, self.ttl)
+        self._published.clear()  # states hang on the lease: a new lease has none
+        self._write_lease_file(lease.lease_id)
+        return lease
+
+    def _read_lease_file(self) -> int | None:
+        if self.lease_file is None:
+            return None
+        try:
+            machine_id, lease_hex = self.lease_file.read_text().split()
+            lease_id = int(lease_hex, 16)
+        except (OSError, ValueError):
+            return None
+        return lease_id if machine_id == self.machine.id else None
+
+    def _write_lease_file(self, lease_id: int) -> None:
+        if self.lease_file is None:
+            return
+        tmp = self.lease_file.with_name(self.lease_file.name + ".tmp")
+        try:
+            self.lease_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(f"{self.machine.id} {lease_id:x}\n")
+            os.replace(tmp, self.lease_file)
+        except OSError as exc:
+            # Only costs the fast path of the next restart.
+            log.warning("cannot record the presence lease in %s: %s", self.lease_file, exc)
+
+    def _remove_lease_file(self) -> None:
+        if self.lease_file is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self.lease_file.unlink()
+
     async def _presence_loop(self) -> None:
         first, cap = self.register_backoff
         delay = first
         while True:
             try:
-                lease = await self.store.register_machine(self.machine, self.ttl)
+                lease = await self._acquire_presence()
             except AlreadyExists as exc:
                 log.warning(
                     "machine %s still registered (%s): retrying in %gs", self.machine.id, exc, delay
                 )
                 self.last_error = str(exc)
             except StoreError as exc:
+                # etcd is unreachable: come back soon after it is, well within the
+                # engine's post-outage grace (2 x ttl), however long it was down.
+                delay = min(delay, max(first, self.ttl / 2))
                 log.warning(
                     "cannot register machine %s: %s; retrying in %gs", self.machine.id, exc, delay
                 )
@@ -199,7 +258,6 @@ class Agent:
             else:
                 delay = first
                 self._lease = lease
-                self._published.clear()  # states hang on the lease: a new lease has none
                 self.registered.set()
                 self._wake.set()
                 self._states_dirty.set()
@@ -369,6 +427,7 @@ class Agent:
                 await self.store.unregister_machine(lease)
                 self._lease = None
                 self.registered.clear()
+        self._remove_lease_file()
 
     # ---- unit states ----------------------------------------------------------------------
 

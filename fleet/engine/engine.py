@@ -84,6 +84,7 @@ class Engine:
         lease_ttl: float | None = None,
         planner: Callable[[Snapshot], Plan] = plan,
         metrics: FleetMetrics | None = None,
+        machine_grace: float = 0.0,
     ) -> None:
         self._registry = registry
         self._metrics = metrics
@@ -107,6 +108,13 @@ class Engine:
         self._bodies_collected = 0
         self._last_pass = 0.0
         self._pending_since: dict[tuple[str, str], float] = {}
+        # B7: after this engine saw etcd fail, a machine that is absent may only
+        # have lost its presence to the outage; its units stay put for
+        # ``machine_grace`` seconds after etcd answers again, time for its agent
+        # to register again. A healthy engine still reacts to an expiry at once.
+        self._machine_grace = machine_grace
+        self._store_failed = False
+        self._shield_until = 0.0
 
     # --- public -------------------------------------------------------------------
 
@@ -152,6 +160,8 @@ class Engine:
                     await self._lead(leadership)
                 except NotLeader as exc:
                     log.warning("engine: leadership lost: %s", exc)
+                    # Usually etcd trouble (the lease was not refreshed in time).
+                    self._store_failed = True
                     await self._resign()
                 finally:
                     self._drop_view()
@@ -170,6 +180,7 @@ class Engine:
                 )
             except StoreError as exc:
                 log.warning("engine: cannot campaign for leadership: %s", exc)
+                self._store_failed = True
                 await asyncio.sleep(self._interval)
                 continue
             if leadership is not None:
@@ -179,7 +190,7 @@ class Engine:
     async def _wait_leader_vacant(self, timeout: float) -> None:
         """Return when ``engine/leader`` is deleted (lease expired, resigned) or after
         ``timeout``: a deleted key lets a standby take over well within the TTL."""
-        with contextlib.suppress(TimeoutError, StoreError):
+        try:
             async with asyncio.timeout(timeout):
                 listing, revision = await self._registry.list_prefix(ENGINE_LEADER)
                 if ENGINE_LEADER not in listing:
@@ -191,6 +202,10 @@ class Engine:
                             e.kind is EventKind.DELETE and e.key == ENGINE_LEADER for e in batch
                         ):
                             return
+        except TimeoutError:
+            pass
+        except StoreError:
+            self._store_failed = True
 
     async def _resign(self) -> None:
         leadership = self._leadership
@@ -212,6 +227,7 @@ class Engine:
                 revisions = await self._relist()
             except StoreError as exc:
                 self._failures += 1
+                self._store_failed = True
                 log.warning("engine: relist failed, retrying: %s", exc)
                 await self._sleep_unless_lost(leadership, self._interval)
                 continue
@@ -237,6 +253,14 @@ class Engine:
             view.load(prefix, listing)
             revisions[prefix] = revision
         listing, _ = await self._registry.list_prefix(REASON)
+        if self._store_failed:
+            self._store_failed = False
+            self._shield_until = time.monotonic() + self._machine_grace
+            if self._machine_grace > 0:
+                log.info(
+                    "engine: after etcd trouble, absent machines keep their units for %gs",
+                    self._machine_grace,
+                )
         reasons: dict[str, str] = {}
         for key, value in listing.items():
             try:
@@ -260,6 +284,7 @@ class Engine:
         except StoreError as exc:
             # The registry already retries an unreachable etcd; anything else means
             # the view may have missed events.
+            self._store_failed = True
             log.warning("engine: watch of %s failed: %s", prefix, exc)
             raise _Relist from exc
 
@@ -327,7 +352,7 @@ class Engine:
     async def _pass_inner(self, leadership: Leadership, started: float) -> None:
         view = self._view
         self._expire_pending()
-        cut = view.cut()
+        cut = view.cut(self._shielded_machines())
         if len(cut.snapshot.units) > THREAD_THRESHOLD:
             result = await asyncio.to_thread(self._plan, cut.snapshot)
         else:
@@ -350,6 +375,7 @@ class Engine:
             except StoreUnavailable as exc:
                 # Some batches may have landed: the view cannot know which (B7).
                 self._failures += 1
+                self._store_failed = True
                 log.warning("engine: etcd unavailable, nothing applied this pass: %s", exc)
                 await self._wait_store(leadership)
                 raise _Relist from exc
@@ -380,6 +406,16 @@ class Engine:
                 return
             except StoreError:
                 continue
+
+    def _shielded_machines(self) -> frozenset[str]:
+        """Absent machines still holding units, while the post-outage grace runs."""
+        if time.monotonic() >= self._shield_until:
+            return frozenset()
+        view = self._view
+        present = view.machines.keys()
+        return frozenset(
+            m for entries in view.schedule.values() for m in entries if m not in present
+        )
 
     def _expire_pending(self) -> None:
         if not self._pending_since:

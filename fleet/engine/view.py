@@ -13,7 +13,7 @@ translation is testable without etcd.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from fleet.core.model import DesiredState, Job, Machine
@@ -263,16 +263,26 @@ class ClusterState:
             self._requirements[key] = cached
         return cached
 
-    def cut(self) -> Cut:
+    def cut(self, shielded: Collection[str] = ()) -> Cut:
         """The snapshot for ``plan`` plus what the engine decides without it.
 
         Units whose body cannot be parsed are kept out of the plan entirely (not
-        placed, not moved): they get a reason instead.
+        placed, not moved): they get a reason instead. Units scheduled on a
+        ``shielded`` machine (absent, but maybe only because etcd was down: B7)
+        are left where they are this pass, like units still waiting for a body.
         """
         units: dict[str, SchedUnit] = {}
         held: dict[str, str] = {}
         waiting: set[str] = set()
+        if shielded:
+            waiting.update(
+                name
+                for name, entries in self.schedule.items()
+                if not entries.keys().isdisjoint(shielded)
+            )
         for name, job in self.jobs.items():
+            if name in waiting:
+                continue
             unit = self._sched_unit(job)
             if unit is None:
                 waiting.add(name)

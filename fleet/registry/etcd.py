@@ -166,6 +166,10 @@ class EtcdRegistry:
         self._conn = connection
         self.keys = Keys(prefix)
         self._tasks: set[asyncio.Task[None]] = set()
+        # Unit states decoded by the last list_unit_states, by key, with the raw
+        # value they came from: the API reads every state for each page of
+        # GET /state, so 1,000 states would be decoded 11 times per list-units.
+        self._decoded_states: dict[bytes, tuple[bytes, UnitState]] = {}
 
     @classmethod
     async def connect(
@@ -403,11 +407,16 @@ class EtcdRegistry:
 
     async def list_unit_states(self) -> list[UnitState]:
         kvs, _ = await self._range(self.keys.states())
-        states = []
+        decoded: dict[bytes, tuple[bytes, UnitState]] = {}
         for kv in kvs:
-            name, machine_id = Keys.parse_state_key(self.keys.relative(kv.key))
-            states.append(codec.decode_state(kv.value, name, machine_id, self._where(kv.key)))
-        return sorted(states, key=lambda s: (s.name, s.machine_id))
+            known = self._decoded_states.get(kv.key)
+            if known is None or known[0] != kv.value:
+                name, machine_id = Keys.parse_state_key(self.keys.relative(kv.key))
+                state = codec.decode_state(kv.value, name, machine_id, self._where(kv.key))
+                known = (kv.value, state)
+            decoded[kv.key] = known
+        self._decoded_states = decoded  # keys that are gone are forgotten
+        return sorted((s for _, s in decoded.values()), key=lambda s: (s.name, s.machine_id))
 
     async def list_machines(self) -> list[Machine]:
         (machine_kvs, metadata_kvs), _ = await self._snapshot(
@@ -654,6 +663,41 @@ class EtcdRegistry:
                 f"machine {machine.id} is already registered by a live fleetd "
                 "(duplicate machine id?)"
             )
+        lease = EtcdMachineLease(machine.id, lease_id, ttl)
+        self._start_keepalive(lease)
+        return lease
+
+    async def resume_machine(
+        self, lease_id: int, machine: Machine, ttl: float
+    ) -> MachineLease | None:
+        """Adopt the presence a previous fleetd of this machine left behind (B8).
+
+        Succeeds only if lease ``lease_id`` is still alive, was granted for
+        ``ttl`` and holds ``machine/<id>``: then the machine key is rewritten on
+        it, it is refreshed at once and kept alive like a fresh registration,
+        so the machine never leaves the cluster. Otherwise None, after revoking
+        that lease if it is still alive (the caller proved it is ours, and its
+        stale unit states must not outlive it); the caller then registers.
+        """
+        key = self.keys.machine(machine.id)
+        response = await self._conn.call(
+            "lease", "LeaseTimeToLive", rpc.LeaseTimeToLiveRequest(ID=lease_id)
+        )
+        if int(response.TTL) <= 0:
+            return None  # expired (etcd answers -1 for an unknown lease)
+        if int(response.grantedTTL) != max(1, math.ceil(ttl)):
+            log.info("lease %x was granted another TTL: not resuming it", lease_id)
+            await self._revoke(lease_id)
+            return None
+        if await self._conn.keepalive_once(lease_id) <= 0:
+            return None
+        response = await self._txn(
+            [_compare(key, "lease", _EQUAL, lease_id)],
+            [_put(key, codec.encode_machine(machine), lease_id)],
+        )
+        if not response.succeeded:
+            await self._revoke(lease_id)
+            return None
         lease = EtcdMachineLease(machine.id, lease_id, ttl)
         self._start_keepalive(lease)
         return lease

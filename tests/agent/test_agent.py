@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -229,6 +230,40 @@ def test_restarted_agent_adopts_running_units(
                 assert second.current[name].state is DesiredState.LAUNCHED
                 assert await w.systemd.unit_property(name, "MainPID", SERVICE_IFACE) == pid
                 await unschedule_all(w, name)
+
+    run(main)
+
+
+def test_restarted_agent_resumes_its_presence_without_a_gap(
+    etcd: EtcdProcess,
+    etcd_prefix: str,
+    agent_node: nodes.Node,
+    unit_dir: NodeUnitDir,
+    tmp_path: Path,
+) -> None:
+    """B8: with a lease file the new agent resumes the old lease at once instead
+    of waiting (AlreadyExists) for it to expire while the engine moves units."""
+    lease_file = tmp_path / "agent.lease"
+
+    async def main() -> None:
+        async with world(etcd, etcd_prefix, agent_node, unit_dir) as w:
+            first_registry = await EtcdRegistry.connect([etcd.endpoint], etcd_prefix)
+            first = w.agent(store=first_registry, lease_file=lease_file)
+            try:
+                async with running(first):
+                    assert first._lease is not None
+                    lease_id = first._lease.lease_id
+            finally:
+                await first_registry.close()
+            assert lease_file.read_text().split() == [w.machine.id, f"{lease_id:x}"]
+
+            second = w.agent(lease_file=lease_file)
+            started = asyncio.get_running_loop().time()
+            async with running(second):
+                # Well under the TTL: no AlreadyExists backoff happened.
+                assert asyncio.get_running_loop().time() - started < TTL / 2
+                assert second._lease is not None and second._lease.lease_id == lease_id
+                assert [m.id for m in await w.registry.list_machines()] == [w.machine.id]
 
     run(main)
 

@@ -202,3 +202,25 @@ def test_a_corrupt_value_is_ignored_and_the_rest_still_plans() -> None:
     view = ClusterState()
     view.apply([machine("m1"), put("job/broken.service", b"not json"), *job("a.service")])
     assert list(one_pass(view).changes) == [ScheduleChange("a.service", "m1", HASH, L)]
+
+
+@pytest.mark.parametrize(
+    ("shielded", "removed"),
+    [
+        pytest.param((), [ScheduleChange("a.service", "gone", None)], id="absent-machine-dies"),
+        pytest.param(("gone",), [], id="shielded-after-outage-keeps-its-units"),
+    ],
+)
+def test_units_on_a_shielded_absent_machine_stay_put(
+    shielded: tuple[str, ...], removed: list[ScheduleChange]
+) -> None:
+    """B7: after an etcd outage the engine shields machines that may only have lost
+    their presence to it; their units are neither unscheduled nor placed elsewhere."""
+    view = ClusterState()
+    view.apply([machine("live"), *job("a.service"), scheduled("a.service", "gone")])
+    cut = view.cut(shielded)
+    writes = view.writes(cut, plan(cut.snapshot))
+    assert [c for c in writes.changes if c.hash is None] == removed
+    placed_elsewhere = [c.machine_id for c in writes.changes if c.hash is not None]
+    assert placed_elsewhere == ([] if shielded else ["live"])
+    assert "a.service" not in writes.reasons

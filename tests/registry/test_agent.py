@@ -185,3 +185,64 @@ async def test_machine_schedule_sees_only_its_own_placements(
             "b.service": "m2",
             "c.service": "m10",
         }
+
+
+@async_test
+async def test_resume_machine_adopts_the_previous_process_presence(
+    etcd: EtcdProcess, etcd_prefix: str
+) -> None:
+    """B8: a restarted fleetd takes over its old lease: no gap, states kept."""
+    previous = await connect(etcd, etcd_prefix)
+    lease = await previous.register_machine(Machine("m1", "10.0.0.1"), ttl=2)
+    await previous.publish_unit_state(lease, state("a.service", "m1"))
+    await previous.close()  # the process exits: keepalive stops, nothing revoked
+    async with await connect(etcd, etcd_prefix) as reg:
+        resumed = await reg.resume_machine(lease.lease_id, Machine("m1", "10.0.0.2"), ttl=2)
+        assert resumed is not None
+        assert resumed.lease_id == lease.lease_id
+        assert await reg.list_machines() == [Machine("m1", "10.0.0.2")]
+        await asyncio.sleep(3)  # beyond the TTL: the resumed lease is kept alive
+        assert not resumed.lost
+        assert await reg.list_unit_states() == [state("a.service", "m1")]
+        await reg.publish_unit_state(resumed, state("b.service", "m1"))
+        assert len(await reg.list_unit_states()) == 2
+
+
+@pytest.mark.parametrize(
+    ("case", "machines_after"),
+    [
+        pytest.param("expired", ["m1"], id="expired"),
+        # The stale lease is revoked: it was ours, only the id changed.
+        pytest.param("other-machine-id", ["m2"], id="other-machine-id"),
+        pytest.param("ttl-changed", ["m1"], id="ttl-changed"),
+        pytest.param("key-on-another-lease", ["m1"], id="key-on-another-lease"),
+    ],
+)
+@async_test
+async def test_resume_machine_refuses_what_it_cannot_prove_is_ours(
+    etcd: EtcdProcess, etcd_prefix: str, case: str, machines_after: list[str]
+) -> None:
+    async with await connect(etcd, etcd_prefix) as reg:
+        owner = await connect(etcd, etcd_prefix)
+        lease = await owner.register_machine(Machine("m1", "10.0.0.1"), ttl=2)
+        machine, ttl = Machine("m1", "10.0.0.9"), 2.0
+        if case == "expired":
+            await owner._revoke(lease.lease_id)
+        elif case == "other-machine-id":
+            machine = Machine("m2", "10.0.0.9")
+        elif case == "ttl-changed":
+            ttl = 5.0
+        elif case == "key-on-another-lease":
+            # A stale file naming some live lease of ours that does not hold the key.
+            lease_id = await reg._grant(2)
+            lease = EtcdMachineLease("m1", lease_id, 2)
+        await owner.close()
+        assert await reg.resume_machine(lease.lease_id, machine, ttl) is None
+        if case == "key-on-another-lease":
+            # The real holder is untouched: a copied machine id still collides.
+            with pytest.raises(AlreadyExists):
+                await reg.register_machine(Machine("m1", "10.0.0.9"), ttl=2)
+        else:
+            # Whatever the stale lease was, it no longer blocks registration.
+            await reg.register_machine(machine, ttl=ttl)
+        assert [m.id for m in await reg.list_machines()] == machines_after
