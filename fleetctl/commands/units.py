@@ -381,13 +381,41 @@ async def registry_units(client: FleetClient, targets: Sequence[UnitArg]) -> lis
     return [info for info in infos if info is not None]
 
 
+async def lower_desired_state(
+    app: App,
+    client: FleetClient,
+    infos: Sequence[UnitInfo],
+    desired: DesiredState,
+    *,
+    verb: str,
+    attempts: int,
+) -> None:
+    """stop/unload: set ``desired`` on each unit, then wait for the non-global ones
+    (globals never report a current state) unless ``--no-block``."""
+    from fleetctl.render import go_list
+    from fleetctl.waiting import NO_BLOCK
+
+    waiting: list[str] = []
+    for info in infos:
+        await client.set_desired_state(info.name, desired)
+        if info.is_global:
+            app.echo(f"Triggered global unit {info.name} {verb}")
+        else:
+            waiting.append(info.name)
+    if attempts == NO_BLOCK:
+        for name in waiting:
+            app.echo(f"Triggered unit {name} {verb}")
+    else:
+        await waiter(app, client).wait_unit_states(waiting, desired, attempts)
+    done = {"stop": "stopped", "unload": "unloaded"}[verb]
+    app.warn(f"Successfully {done} units {go_list(waiting)}.")
+
+
 @click.command("stop", help="Instruct systemd to stop one or more units in the cluster.")
 @click.argument("units", nargs=-1)
 @block_options
 @pass_app
 def stop(app: App, units: tuple[str, ...], block_attempts: int, no_block: bool) -> int:
-    from fleetctl.render import go_list
-    from fleetctl.waiting import NO_BLOCK
     from fleetctl.waiting import block_attempts as attempts_of
 
     if not units:
@@ -404,21 +432,10 @@ def stop(app: App, units: tuple[str, ...], block_attempts: int, no_block: bool) 
         for info in infos:
             if not info.is_global and info.current is DesiredState.INACTIVE:
                 raise FleetError(f"Unable to stop unit {info.name} in state inactive")
-        stopping: list[str] = []
-        for info in infos:
-            if not info.is_global and info.current is DesiredState.LOADED:
-                continue
-            await client.set_desired_state(info.name, DesiredState.LOADED)
-            if info.is_global:
-                app.echo(f"Triggered global unit {info.name} stop")
-            else:
-                stopping.append(info.name)
-        if attempts == NO_BLOCK:
-            for name in stopping:
-                app.echo(f"Triggered unit {name} stop")
-        else:
-            await waiter(app, client).wait_unit_states(stopping, DesiredState.LOADED, attempts)
-        app.warn(f"Successfully stopped units {go_list(stopping)}.")
+        todo = [info for info in infos if info.is_global or info.current is not DesiredState.LOADED]
+        await lower_desired_state(
+            app, client, todo, DesiredState.LOADED, verb="stop", attempts=attempts
+        )
         return 0
 
     return app.run(body)
@@ -429,8 +446,6 @@ def stop(app: App, units: tuple[str, ...], block_attempts: int, no_block: bool) 
 @block_options
 @pass_app
 def unload(app: App, units: tuple[str, ...], block_attempts: int, no_block: bool) -> int:
-    from fleetctl.render import go_list
-    from fleetctl.waiting import NO_BLOCK
     from fleetctl.waiting import block_attempts as attempts_of
 
     if not units:
@@ -444,26 +459,20 @@ def unload(app: App, units: tuple[str, ...], block_attempts: int, no_block: bool
         if not infos:
             app.warn("Units not found in registry")
             return 0
-        unloading: list[str] = []
-        for info in infos:
-            # fleet skips units whose *current* state is inactive even when their
-            # desired state is not (an unplaceable unit could then never be
-            # unloaded); we skip only units that are inactive on both counts.
-            if info.desired is DesiredState.INACTIVE and (
-                info.is_global or info.current is DesiredState.INACTIVE
-            ):
-                continue
-            await client.set_desired_state(info.name, DesiredState.INACTIVE)
-            if info.is_global:
-                app.echo(f"Triggered global unit {info.name} unload")
-            else:
-                unloading.append(info.name)
-        if attempts == NO_BLOCK:
-            for name in unloading:
-                app.echo(f"Triggered unit {name} unload")
-        else:
-            await waiter(app, client).wait_unit_states(unloading, DesiredState.INACTIVE, attempts)
-        app.warn(f"Successfully unloaded units {go_list(unloading)}.")
+        # fleet skips units whose *current* state is inactive even when their desired
+        # state is not (an unplaceable unit could then never be unloaded); we skip
+        # only units that are inactive on both counts.
+        todo = [
+            info
+            for info in infos
+            if not (
+                info.desired is DesiredState.INACTIVE
+                and (info.is_global or info.current is DesiredState.INACTIVE)
+            )
+        ]
+        await lower_desired_state(
+            app, client, todo, DesiredState.INACTIVE, verb="unload", attempts=attempts
+        )
         return 0
 
     return app.run(body)
