@@ -80,7 +80,7 @@ class Agent:
         resync_interval: float = 5.0,
         systemd_units_dir: str | Path | None = None,
         shutdown_stops_units: bool = False,
-        debounce: float = 0.05,
+        debounce: float = 0.02,
         retry_interval: float = 1.0,
         job_timeout: float = 30.0,
         register_backoff: tuple[float, float] = (1.0, 60.0),
