@@ -109,6 +109,8 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 
     invoke_without_command=True,
     context_settings=CONTEXT_SETTINGS,
     help="fleetctl is a command-line interface to fleet, the cluster-wide systemd scheduler.",
+    # fleet's help ends with its version (TestClientVersionHelpOutput).
+    epilog=f"Version: {__version__}",
 )
 @click.option(
     "--version",

@@ -41,6 +41,21 @@ def test_client_help_flag(args: tuple[str, ...]) -> None:
         assert command in result.out
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        pytest.param(("help",), id="command"),
+        pytest.param(("--help",), id="long-flag"),
+        pytest.param((), id="no-arguments"),
+    ],
+)
+def test_client_version_help_output(args: tuple[str, ...]) -> None:
+    """fleet's TestClientVersionHelpOutput: the help shows the version."""
+    result = run(*args)
+    assert result.code == 0
+    assert f"Version: {__version__}\n" in result.out
+
+
 def test_help_for_one_command() -> None:
     result = run("help", "list-unit-files")
     assert result.code == 0
