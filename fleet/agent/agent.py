@@ -50,6 +50,9 @@ from fleet.systemd.unitdir import UnitDirectory
 
 log = logging.getLogger(__name__)
 
+# How long stopping may wait for the agent's tasks to end after cancelling them.
+STOP_TIMEOUT = 10.0
+
 # systemd active states in which a unit counts as started by us when adopted.
 _RUNNING_STATES = frozenset({"active", "activating", "reloading"})
 
@@ -158,7 +161,10 @@ class Agent:
         finally:
             for task in tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            # Bounded: a task stuck in a library call must not hold fleetd's shutdown.
+            _, stuck = await asyncio.wait(tasks, timeout=STOP_TIMEOUT)
+            for task in stuck:
+                log.error("agent task %s did not stop within %gs", task.get_name(), STOP_TIMEOUT)
             self.systemd.unsubscribe(changes)
         if self.shutdown_stops_units:
             await self._purge()

@@ -82,8 +82,16 @@ def _read(path: str | None, what: str) -> bytes | None:
 
 
 def translate(exc: grpc.aio.AioRpcError, url: str) -> StoreError:
-    """One gRPC failure as the project's error; the caller raises it ``from exc``."""
+    """One gRPC failure as the project's error; the caller raises it ``from exc``.
+
+    A call cancelled because the task awaiting it is being cancelled stays a
+    cancellation: as a StoreError it would be swallowed by the retry loops of
+    watches and presence, and a shutdown would wait for them forever.
+    """
     code, details = exc.code(), exc.details() or ""
+    task = asyncio.current_task()
+    if code == grpc.StatusCode.CANCELLED and task is not None and task.cancelling():
+        raise asyncio.CancelledError from exc
     if code in _UNAVAILABLE:
         return StoreUnavailable(f"cannot reach etcd at {url}: {details or code.name}")
     if code == grpc.StatusCode.OUT_OF_RANGE and "compacted" in details:

@@ -33,6 +33,7 @@ UNIT_PATH_PREFIX = "/org/freedesktop/systemd1/unit/"
 
 NO_SUCH_UNIT = "org.freedesktop.systemd1.NoSuchUnit"
 UNKNOWN_METHOD = "org.freedesktop.DBus.Error.UnknownMethod"
+CALL_TIMEOUT = 25.0  # seconds: libdbus's default reply timeout
 
 # JobRemoved results nobody waited for yet; bounded so a manager that starts
 # jobs without waiting on them cannot grow this forever.
@@ -339,7 +340,11 @@ class SystemdManager:
         if self._bus is None:
             raise SystemdError(f"{member}: not connected to D-Bus")
         try:
-            reply = await self._bus.call(msg)
+            # D-Bus's own default reply timeout: a wedged bus must not wedge the agent.
+            async with asyncio.timeout(CALL_TIMEOUT):
+                reply = await self._bus.call(msg)
+        except TimeoutError as exc:
+            raise SystemdError(f"{member}: no reply from systemd within {CALL_TIMEOUT:g}s") from exc
         except DBusError as exc:
             raise SystemdError(f"{member}: {exc.type}: {exc.text}", exc.type) from exc
         except (OSError, EOFError, RuntimeError) as exc:

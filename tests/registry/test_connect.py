@@ -7,11 +7,12 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import pytest
 
 from fleet.cluster.etcd import EtcdProcess, free_port
-from fleet.errors import InvalidConfig, StoreUnavailable
-from fleet.registry.client import Endpoint, parse_endpoints
+from fleet.errors import InvalidConfig, StoreError, StoreUnavailable
+from fleet.registry.client import Endpoint, parse_endpoints, translate
 from fleet.registry.etcd import EtcdRegistry
 from tests.registry import async_test, eventually
 
@@ -126,3 +127,29 @@ async def test_outage_fails_over_to_the_next_endpoint(etcd: EtcdProcess, etcd_pr
         await reg.close()
     finally:
         first.stop()
+
+
+def test_a_grpc_call_cancelled_by_task_cancellation_stays_a_cancellation() -> None:
+    """grpc reports the cancellation of the awaiting task as status CANCELLED; as a
+    StoreError it would be swallowed by retry loops and block shutdown."""
+    cancelled = grpc.aio.AioRpcError(
+        grpc.StatusCode.CANCELLED, grpc.aio.Metadata(), grpc.aio.Metadata(), "Locally cancelled"
+    )
+
+    async def main() -> None:
+        async def victim() -> object:
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError:
+                return translate(cancelled, "http://127.0.0.1:1")
+            return None
+
+        task = asyncio.create_task(victim())
+        await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        # Not being cancelled: an ordinary refusal.
+        assert isinstance(translate(cancelled, "http://127.0.0.1:1"), StoreError)
+
+    asyncio.run(main())
