@@ -10,9 +10,11 @@ unreachable etcd fails fast with :class:`~fleet.errors.StoreUnavailable`.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import sys
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, TypeVar
 
+from fleet import __version__
 from fleet.core.model import DesiredState, Job, Machine, UnitState
 from fleet.core.unitfile import UnitFile
 from fleet.core.views import UnitInfo, build_unit_infos
@@ -156,7 +158,38 @@ async def connect(settings: ClientSettings, tunnel: SSHConnection | None = None)
         if on_close is not None:
             on_close()
         raise
-    return EtcdFleetClient(registry, settings.request_timeout, where, on_close)
+    client = EtcdFleetClient(registry, settings.request_timeout, where, on_close)
+    try:
+        newest = newest_version(m.version for m in await client.list_machines())
+    except BaseException:
+        await client.aclose()
+        raise
+    if newest is not None and _version_key(newest) > _version_key(__version__):
+        print(
+            f"WARNING: fleetctl ({__version__}) is older than the latest registered "
+            f"version of fleet found in the cluster ({newest}). You are strongly recommended "
+            "to upgrade fleetctl to prevent incompatibility issues.",
+            file=sys.stderr,
+        )
+    return client
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    """Numeric parts of a dotted version (``1.2.3-rc1`` -> (1, 2, 3)); pre-release
+    suffixes are ignored, which can only make the warning quieter."""
+    parts = []
+    for piece in version.split("-", 1)[0].split("."):
+        if not piece.isdigit():
+            break
+        parts.append(int(piece))
+    return tuple(parts)
+
+
+def newest_version(versions: Iterable[str]) -> str | None:
+    """The highest fleetd version registered in the cluster (fleet's skew check,
+    done only by the etcd driver, as in fleet)."""
+    known = [v for v in versions if _version_key(v)]
+    return max(known, key=_version_key) if known else None
 
 
 async def _forwarded(

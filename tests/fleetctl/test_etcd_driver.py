@@ -377,3 +377,26 @@ def test_destroy_waits_until_the_agent_dropped_the_unit(fleetctl: Fleetctl) -> N
 
     result = fleetctl.registry(scenario)
     assert (result.code, result.out) == (0, "Destroyed hello.service\n")
+
+
+@pytest.mark.parametrize(
+    ("fleetd_version", "warned"),
+    [
+        pytest.param("99.0.0", True, id="newer-fleetd-warns"),
+        pytest.param("0.0.1", False, id="older-fleetd-silent"),
+    ],
+)
+def test_version_skew_warning_simulated_machine(
+    fleetctl: Fleetctl, fleetd_version: str, warned: bool
+) -> None:
+    """fleet's etcd-driver check: a registered fleetd newer than fleetctl is announced."""
+
+    async def scenario(registry: EtcdRegistry) -> Result:
+        machine = Machine(MACHINE_ID, "172.17.8.103", version=fleetd_version)
+        await registry.register_machine(machine, ttl=10)
+        return await fleetctl.run_async("list-machines", "--no-legend")
+
+    result = fleetctl.registry(scenario)
+    assert result.code == 0, result.err
+    assert ("is older than the latest registered version of fleet" in result.err) is warned
+    assert (f"({fleetd_version})" in result.err) is warned
