@@ -189,6 +189,15 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 
 def cli(ctx: click.Context, /, **flags: Any) -> int:
     """fleetctl: manage units on a fleet cluster."""
     app = App(settings=_settings(ctx, flags))
+    if app.settings.debug:
+        # Every layer logs through `logging`; --debug shows it, with fleet's timestamps.
+        import logging
+
+        logging.basicConfig(
+            level=logging.DEBUG,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            stream=sys.stderr,
+        )
     ctx.obj = app
     if ctx.invoked_subcommand is None:
         click.echo(ctx.get_help())

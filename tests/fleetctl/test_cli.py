@@ -110,3 +110,20 @@ def test_no_units_given_is_success(command: str) -> None:
 def test_cat_wants_exactly_one_unit(args: tuple[str, ...]) -> None:
     result = run("--driver=etcd", "--endpoint=http://127.0.0.1:1", *args)
     assert (result.code, result.err) == (1, "One unit file must be provided\n")
+
+
+@pytest.mark.parametrize(
+    ("flag", "debug_lines"),
+    [pytest.param("--debug", True, id="debug"), pytest.param("--debug=false", False, id="quiet")],
+)
+def test_debug_flag_logs_to_stderr(flag: str, debug_lines: bool) -> None:
+    result = run(
+        flag,
+        "--driver=etcd",
+        "--endpoint=http://127.0.0.1:1",
+        "--request-timeout=0.5",
+        "list-units",
+    )
+    assert result.code == 1
+    assert (" DEBUG " in result.err) is debug_lines
+    assert "cannot reach etcd at http://127.0.0.1:1" in result.err.splitlines()[-1]
