@@ -169,7 +169,8 @@ class Fleetd:
         config = self.config
         logging.getLogger().setLevel(logging.DEBUG if config.verbosity > 0 else logging.INFO)
         machine = build_machine(config, self.machine_id)
-        registry = await self._connect_registry(config)
+        metrics = FleetMetrics()
+        registry = await self._connect_registry(config, metrics)
         systemd = await SystemdManager().connect(user=config.systemd_user)
         agent = Agent(
             registry,
@@ -180,7 +181,6 @@ class Fleetd:
             shutdown_stops_units=config.shutdown_stops_units,
             lease_file=Path(config.units_directory).parent / "agent.lease",
         )
-        metrics = FleetMetrics()
         app = create_app(
             registry,
             machine_id=machine.id,
@@ -239,7 +239,7 @@ class Fleetd:
             raise _Stop
 
     @staticmethod
-    async def _connect_registry(config: FleetConfig) -> EtcdRegistry:
+    async def _connect_registry(config: FleetConfig, metrics: FleetMetrics) -> EtcdRegistry:
         """Wait for etcd: fleetd started before etcd must not crash-loop (fleet retried)."""
         delay = 0.5
         while True:
@@ -253,6 +253,7 @@ class Fleetd:
                     ca_file=config.etcd_cafile or None,
                     cert_file=config.etcd_certfile or None,
                     key_file=config.etcd_keyfile or None,
+                    metrics=metrics,
                 )
             except StoreError as exc:
                 log.warning("%s; retrying in %.1fs", exc, delay)

@@ -18,7 +18,7 @@ import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import grpc  # type: ignore[import-untyped]
@@ -26,6 +26,9 @@ import grpc.aio  # type: ignore[import-untyped]
 from aetcd import rpc
 
 from fleet.errors import InvalidConfig, StoreCompacted, StoreError, StoreUnavailable
+
+if TYPE_CHECKING:  # prometheus_client is not imported by fleetctl's etcd driver
+    from fleet.metrics import FleetMetrics
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +115,7 @@ class EtcdConnection:
         ca_file: str | None,
         cert_file: str | None,
         key_file: str | None,
+        metrics: FleetMetrics | None = None,
     ) -> None:
         if (username is None) != (password is None):
             raise InvalidConfig("etcd username and password must be given together")
@@ -119,6 +123,7 @@ class EtcdConnection:
             raise InvalidConfig("etcd cert file and key file must be given together")
         self.endpoints = list(endpoints)
         self.timeout = request_timeout
+        self._metrics = metrics
         self._username = username
         self._password = password
         self._ca = _read(ca_file, "CA file")
@@ -214,6 +219,12 @@ class EtcdConnection:
         if self._channel is None:
             self._open(self.endpoints[self._index])
             await self._guard(self._authenticate())
+        if self._metrics is None:
+            return await self._call(stub, method, request)
+        with self._metrics.time_registry_operation(method):
+            return await self._call(stub, method, request)
+
+    async def _call(self, stub: str, method: str, request: Any) -> Any:
         for attempt in range(2):
             channel = self._channel
             target = getattr(getattr(self, stub), method)

@@ -17,7 +17,7 @@ import logging
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aetcd import rpc
 
@@ -35,6 +35,9 @@ from fleet.ports import EventKind, Leadership, MachineLease, ScheduleChange, Wat
 from fleet.registry import codec
 from fleet.registry.client import EtcdConnection, parse_endpoints
 from fleet.registry.keys import Keys, range_end
+
+if TYPE_CHECKING:  # prometheus_client is not imported by fleetctl's etcd driver
+    from fleet.metrics import FleetMetrics
 
 log = logging.getLogger(__name__)
 _L = TypeVar("_L", bound="_HeldLease")
@@ -183,9 +186,11 @@ class EtcdRegistry:
         ca_file: str | None = None,
         cert_file: str | None = None,
         key_file: str | None = None,
+        metrics: FleetMetrics | None = None,
     ) -> EtcdRegistry:
         """Connect to the first endpoint that answers within ``request_timeout``;
-        StoreUnavailable naming every endpoint tried otherwise."""
+        StoreUnavailable naming every endpoint tried otherwise. With ``metrics``
+        every unary etcd call is counted and timed (fleet_registry_operation_*)."""
         connection = EtcdConnection(
             parse_endpoints(endpoints),
             request_timeout=request_timeout,
@@ -194,6 +199,7 @@ class EtcdRegistry:
             ca_file=ca_file,
             cert_file=cert_file,
             key_file=key_file,
+            metrics=metrics,
         )
         registry = cls(connection, prefix)
         await connection.connect()

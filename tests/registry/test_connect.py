@@ -12,6 +12,7 @@ import pytest
 
 from fleet.cluster.etcd import EtcdProcess, free_port
 from fleet.errors import InvalidConfig, StoreError, StoreUnavailable
+from fleet.metrics import FleetMetrics
 from fleet.registry.client import Endpoint, parse_endpoints, translate
 from fleet.registry.etcd import EtcdRegistry
 from tests.registry import async_test, eventually
@@ -153,3 +154,24 @@ def test_a_grpc_call_cancelled_by_task_cancellation_stays_a_cancellation() -> No
         assert isinstance(translate(cancelled, "http://127.0.0.1:1"), StoreError)
 
     asyncio.run(main())
+
+
+@async_test
+async def test_registry_operations_are_counted_and_timed(
+    etcd: EtcdProcess, etcd_prefix: str
+) -> None:
+    metrics = FleetMetrics()
+    registry = await EtcdRegistry.connect([etcd.endpoint], etcd_prefix, metrics=metrics)
+    try:
+        await registry.list_jobs()
+        assert await registry.get_job("nothing.service") is None
+    finally:
+        await registry.close()
+    text = metrics.render().decode()
+    count = [
+        line
+        for line in text.splitlines()
+        if line.startswith('fleet_registry_operation_count_total{operation="Range"}')
+    ]
+    assert count and float(count[0].split()[-1]) >= 2
+    assert 'fleet_registry_operation_duration_second_count{operation="Range"}' in text
