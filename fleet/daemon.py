@@ -179,6 +179,7 @@ class Fleetd:
             units_dir=config.units_directory,
             ttl=config.agent_ttl,
             shutdown_stops_units=config.shutdown_stops_units,
+            watches=not config.disable_watches,
             lease_file=Path(config.units_directory).parent / "agent.lease",
         )
         app = create_app(
@@ -208,6 +209,7 @@ class Fleetd:
                         metrics=metrics,
                         # Time for agents to register again after an etcd outage (B7).
                         machine_grace=2 * config.agent_ttl,
+                        watches=not config.disable_watches,
                     )
                     group.create_task(engine.run(), name="engine")
                 group.create_task(self._wait_signal(agent, agent_task), name="signals")

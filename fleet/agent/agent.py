@@ -87,6 +87,7 @@ class Agent:
         retry_interval: float = 1.0,
         job_timeout: float = 30.0,
         register_backoff: tuple[float, float] = (1.0, 60.0),
+        watches: bool = True,
         lease_file: str | Path | None = None,
     ) -> None:
         self.store = store
@@ -98,6 +99,7 @@ class Agent:
         self.resync_interval = resync_interval
         self.shutdown_stops_units = shutdown_stops_units
         self.debounce = debounce
+        self.watches = watches
         self.retry_interval = retry_interval
         self.job_timeout = job_timeout
         self.register_backoff = register_backoff
@@ -143,11 +145,12 @@ class Agent:
             asyncio.create_task(self._state_loop(), name="agent-states"),
             asyncio.create_task(self._systemd_loop(changes), name="agent-systemd"),
         ]
-        for prefix in (
-            f"schedule/{self.machine.id}/",
-            "global/",
-            f"machine-metadata/{self.machine.id}/",
-        ):
+        watched = (
+            (f"schedule/{self.machine.id}/", "global/", f"machine-metadata/{self.machine.id}/")
+            if self.watches
+            else ()  # fleet's disable_watches: the periodic resync alone drives the agent
+        )
+        for prefix in watched:
             tasks.append(
                 asyncio.create_task(self._watch_loop(prefix), name=f"agent-watch {prefix}")
             )

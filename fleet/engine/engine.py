@@ -85,9 +85,12 @@ class Engine:
         planner: Callable[[Snapshot], Plan] = plan,
         metrics: FleetMetrics | None = None,
         machine_grace: float = 0.0,
+        watches: bool = True,
     ) -> None:
         self._registry = registry
         self._metrics = metrics
+        # fleet's disable_watches: no etcd watches; the view is relisted every interval.
+        self._watches = watches
         self._machine_id = machine_id
         self._interval = reconcile_interval
         self._version = version
@@ -233,8 +236,11 @@ class Engine:
                 continue
             try:
                 async with asyncio.TaskGroup() as group:
-                    for prefix, revision in revisions.items():
-                        group.create_task(self._watch(prefix, revision))
+                    if self._watches:
+                        for prefix, revision in revisions.items():
+                            group.create_task(self._watch(prefix, revision))
+                    else:
+                        group.create_task(self._relist_after(self._interval))
                     group.create_task(self._reconcile_loop(leadership))
             except* _Relist:
                 self._relists += 1
@@ -270,6 +276,11 @@ class Engine:
         view.load_reasons(reasons)
         self._wake.set()
         return revisions
+
+    @staticmethod
+    async def _relist_after(seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        raise _Relist
 
     async def _watch(self, prefix: str, revision: int) -> None:
         stream = self._registry.watch_prefix(prefix, revision + 1)

@@ -154,6 +154,28 @@ def test_scheduled_unit_runs_then_is_removed(
     run(main)
 
 
+def test_without_watches_the_resync_alone_converges(
+    etcd: EtcdProcess, etcd_prefix: str, agent_node: nodes.Node, unit_dir: NodeUnitDir
+) -> None:
+    """fleet's disable_watches: no watch streams, the periodic resync does the work."""
+    name = "agt-nowatch.service"
+    body, hash = unit()
+
+    async def main() -> None:
+        async with world(etcd, etcd_prefix, agent_node, unit_dir) as w:
+            await w.registry.create_unit(name, body, hash, DesiredState.LAUNCHED)
+            agent = w.agent(watches=False)
+            async with running(agent):
+                names = {task.get_name() for task in asyncio.all_tasks()}
+                assert not any(n.startswith("agent-watch") for n in names), names
+                assert "agent-reconcile" in names
+                await w.schedule(name, hash, DesiredState.LAUNCHED)
+                await wait_for(lambda: w.active(name), lambda a: a == "active", what="active")
+                await unschedule_all(w, name)
+
+    run(main)
+
+
 def test_etcd_outage_stops_nothing_and_recovers_without_restart(
     etcd: EtcdProcess, etcd_prefix: str, agent_node: nodes.Node, unit_dir: NodeUnitDir
 ) -> None:

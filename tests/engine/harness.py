@@ -87,7 +87,9 @@ class SimulatedCluster:
 
     # --- engines --------------------------------------------------------------------
 
-    async def start_engine(self, machine_id: str, metrics: FleetMetrics | None = None) -> Engine:
+    async def start_engine(
+        self, machine_id: str, metrics: FleetMetrics | None = None, *, watches: bool = True
+    ) -> Engine:
         registry = await self.new_registry()
         engine = Engine(
             registry,
@@ -95,6 +97,7 @@ class SimulatedCluster:
             reconcile_interval=RECONCILE,
             lease_ttl=LEASE_TTL,
             metrics=metrics,
+            watches=watches,
         )
         task = asyncio.create_task(engine.run(), name=f"engine-{machine_id}")
         self._engines[machine_id] = (engine, task, registry)

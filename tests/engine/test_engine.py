@@ -421,3 +421,18 @@ async def test_the_engine_records_fleets_metrics(etcd: EtcdProcess, etcd_prefix:
     assert "fleet_engine_reconcile_count_total " in text
     assert "fleet_engine_reconcile_count_total 0.0" not in text
     assert "fleet_engine_leader_start_time 0.0" not in text
+
+
+@async_test
+async def test_without_watches_the_engine_still_places_by_relisting(
+    etcd: EtcdProcess, etcd_prefix: str
+) -> None:
+    """fleet's disable_watches: no watch streams; each interval relists and plans."""
+    async with simulated_cluster(etcd, etcd_prefix) as cluster:
+        await cluster.add_simulated_machine("sim-m0")
+        await cluster.submit("early.service")
+        engine = await cluster.start_engine("engine-0", watches=False)
+        await wait_until(cluster.schedule, lambda s: "early.service" in s, what="early placed")
+        await cluster.submit("late.service")
+        await wait_until(cluster.schedule, lambda s: "late.service" in s, what="late placed")
+        assert engine.statistics().relists >= 1
