@@ -18,14 +18,15 @@ import os
 import select
 import shlex
 import socket
+import ssl
 import sys
 import termios
 import threading
 import tty
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 import httpcore
 import httpx
@@ -36,6 +37,8 @@ from fleetctl.fdforward import fd_forward
 
 if TYPE_CHECKING:
     from fleetctl.client import ClientSettings
+
+_T = TypeVar("_T")
 
 DEFAULT_PORT = 22
 FD_FORWARD_COMMAND = "fleetctl fd-forward"
@@ -362,6 +365,79 @@ class _ChannelStream(httpcore.AsyncNetworkStream):
     def get_extra_info(self, info: str) -> Any:
         return None
 
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        tls = _TLSStream(self, ssl_context, server_hostname)
+        try:
+            await tls.handshake(timeout)
+        except BaseException:
+            await self.aclose()
+            raise
+        return tls
+
+
+class _TLSStream(httpcore.AsyncNetworkStream):
+    """TLS spoken over another stream (an SSH channel), for ``https://`` endpoints
+    through ``--tunnel``: an in-memory ``SSLObject`` whose encrypted bytes the
+    inner stream carries."""
+
+    def __init__(
+        self, inner: _ChannelStream, context: ssl.SSLContext, hostname: str | None
+    ) -> None:
+        self._inner = inner
+        self._incoming = ssl.MemoryBIO()
+        self._outgoing = ssl.MemoryBIO()
+        self._tls = context.wrap_bio(self._incoming, self._outgoing, server_hostname=hostname)
+
+    async def _drive(self, op: Callable[[], _T], timeout: float | None) -> _T:
+        """Run one SSLObject operation, moving bytes until it completes."""
+        while True:
+            try:
+                result = op()
+            except ssl.SSLWantReadError:
+                await self._flush(timeout)
+                data = await self._inner.read(65536, timeout)
+                if data:
+                    self._incoming.write(data)
+                else:
+                    self._incoming.write_eof()
+                continue
+            except ssl.SSLError as exc:
+                raise httpcore.ConnectError(f"TLS through the SSH tunnel failed: {exc}") from exc
+            await self._flush(timeout)
+            return result
+
+    async def _flush(self, timeout: float | None) -> None:
+        if pending := self._outgoing.read():
+            await self._inner.write(pending, timeout)
+
+    async def handshake(self, timeout: float | None) -> None:
+        await self._drive(self._tls.do_handshake, timeout)
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        try:
+            return await self._drive(lambda: self._tls.read(max_bytes), timeout)
+        except httpcore.ConnectError as exc:
+            if isinstance(exc.__cause__, ssl.SSLZeroReturnError):
+                return b""  # the server closed the TLS session cleanly
+            raise
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        if buffer:
+            await self._drive(lambda: self._tls.write(buffer), timeout)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    def get_extra_info(self, info: str) -> Any:
+        if info == "ssl_object":
+            return self._tls
+        return None
+
 
 class _TunnelBackend(httpcore.AsyncNetworkBackend):
     def __init__(self, conn: SSHConnection, fd_forward: str) -> None:
@@ -403,18 +479,26 @@ class _TunnelBackend(httpcore.AsyncNetworkBackend):
 
 
 def tunnel_transport(
-    conn: SSHConnection, *, uds: str | None, fd_forward: str = FD_FORWARD_COMMAND
+    conn: SSHConnection,
+    *,
+    uds: str | None,
+    fd_forward: str = FD_FORWARD_COMMAND,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> httpx.AsyncBaseTransport:
     """An httpx transport whose connections are SSH channels of ``conn``: a
     ``direct-tcpip`` channel for TCP endpoints, or ``fleetctl fd-forward <socket>``
-    run on the far side for a unix endpoint. One connection, kept alive."""
-    # verify=False: the pool below never does TLS, and building httpx's default
-    # context (the CA bundle) costs ~15 ms per run.
+    run on the far side for a unix endpoint. One connection, kept alive.
+    ``ssl_context`` is used for ``https://`` URLs (TLS inside the channel)."""
+    # verify=False: this transport's own context is never used (the pool below is),
+    # and building httpx's default one (the CA bundle) costs ~15 ms per run.
     transport = httpx.AsyncHTTPTransport(uds=uds, verify=False)
     # httpx builds its pool without a way to pass a network backend; swap the pool
     # for one that dials through SSH (httpx is pinned; tests cover this).
     transport._pool = httpcore.AsyncConnectionPool(
-        uds=uds, max_connections=1, network_backend=_TunnelBackend(conn, fd_forward)
+        ssl_context=ssl_context,
+        uds=uds,
+        max_connections=1,
+        network_backend=_TunnelBackend(conn, fd_forward),
     )
     return transport
 

@@ -309,14 +309,19 @@ async def connect(settings: ClientSettings, tunnel: SSHConnection | None = None)
     # paramiko is slow to import: only --tunnel pays for it.
     from fleetctl import tunnel as ssh
 
-    _, uds = parse_endpoint(settings.endpoint)
+    base_url, uds = parse_endpoint(settings.endpoint)
+    context = (
+        _ssl_context(settings.ca_file, settings.cert_file, settings.key_file)
+        if base_url.startswith("https:")
+        else None
+    )
     conn = tunnel
     if conn is None:
         conn = await asyncio.to_thread(
             ssh.SSHConnection.open, settings.tunnel, ssh.ssh_settings(settings)
         )
     try:
-        transport = ssh.tunnel_transport(conn, uds=uds)
+        transport = ssh.tunnel_transport(conn, uds=uds, ssl_context=context)
         return ApiClient(
             settings.endpoint,
             timeout=settings.request_timeout,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import io
 import socket
+import ssl
 import sys
 import threading
 from collections.abc import Iterator
@@ -25,6 +26,7 @@ from fleetctl.tunnel import (
     split_host_port,
     tunnel_transport,
 )
+from tests.api.certs import CertificateAuthority
 from tests.ssh.conftest import SSHServer
 
 
@@ -197,3 +199,40 @@ def test_known_hosts_ignores_hashed_and_marker_lines(tmp_path: Path) -> None:
     known = tmp_path / "kh"
     known.write_text("|1|abc|def ssh-ed25519 AAAA\n@cert-authority * ssh-ed25519 AAAA\n# c\n")
     assert list(KnownHosts(known)._entries()) == []
+
+
+@pytest.mark.parametrize(
+    ("trusted", "ok"),
+    [pytest.param(True, True, id="trusted-ca"), pytest.param(False, False, id="unknown-ca")],
+)
+def test_tunnel_https_endpoint_speaks_tls_inside_the_channel(
+    sshd: SSHServer, tmp_path: Path, trusted: bool, ok: bool
+) -> None:
+    ca = CertificateAuthority(tmp_path, "fleet-test-ca")
+    other = CertificateAuthority(tmp_path, "other-ca")
+    server_cert = ca.issue("server", server=True)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hello)
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(server_cert.cert, server_cert.key)
+    server.socket = server_context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    client_context = ssl.create_default_context(cafile=str((ca if trusted else other).files.cert))
+
+    async def fetch(conn: SSHConnection) -> list[str]:
+        transport = tunnel_transport(conn, uds=None, ssl_context=client_context)
+        async with httpx.AsyncClient(transport=transport) as client:
+            return [(await client.get(f"https://127.0.0.1:{port}/s{i}")).text for i in range(3)]
+
+    try:
+        with SSHConnection.open(
+            sshd.address, settings(sshd, tmp_path / "kh", strict=False)
+        ) as conn:
+            if ok:
+                assert asyncio.run(fetch(conn)) == [f"hello /s{i}" for i in range(3)]
+            else:
+                with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+                    asyncio.run(fetch(conn))
+    finally:
+        server.shutdown()
+        server.server_close()
