@@ -327,15 +327,12 @@ class Agent:
         schedule = await self.store.machine_schedule(machine_id)
         globals_ = await self.store.list_global_units()
         raw_meta, _ = await self.store.list_prefix(f"machine-metadata/{machine_id}/")
-        metadata = dict(self.machine.metadata)
-        for key, raw in raw_meta.items():
-            meta_key = key.rsplit("/", 1)[-1]
-            value = decode_metadata_value(raw, key)
-            if value is None:
-                metadata.pop(meta_key, None)
-            else:
-                metadata[meta_key] = value
-        view = dataclasses.replace(self.machine, metadata=metadata)
+        view = self.machine.overlaid(
+            {
+                key.rsplit("/", 1)[-1]: decode_metadata_value(raw, key)
+                for key, raw in raw_meta.items()
+            }
+        )
         reqs: dict[str, Requirements] = {}
         for name, job in globals_.items():
             found = await self._global_requirements(name, job.hash)

@@ -7,7 +7,7 @@ agent reason about, what the API serialises and what fleetctl renders.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 
@@ -39,6 +39,19 @@ class Machine:
     @property
     def short_id(self) -> str:
         return self.id[:8]
+
+    def overlaid(self, dynamic: Mapping[str, str | None]) -> Machine:
+        """This machine with dynamic metadata (API PATCH) over its configured one:
+        dynamic values win, ``None`` (fleet's ``""`` tombstone) removes a key."""
+        if not dynamic:
+            return self
+        metadata = dict(self.metadata)
+        for key, value in dynamic.items():
+            if value is None:
+                metadata.pop(key, None)
+            else:
+                metadata[key] = value
+        return replace(self, metadata=metadata)
 
     def matches_id(self, wanted: str) -> bool:
         """fleet's MatchID: the full id or its 8-character short form."""

@@ -217,23 +217,7 @@ class ClusterState:
         if self._effective_machines is None:
             result: dict[str, Machine] = {}
             for machine_id, published in self.machines.items():
-                machine = published
-                overlay = self.dynamic_metadata.get(machine_id)
-                if overlay:
-                    metadata = dict(machine.metadata)
-                    for key, value in overlay.items():
-                        if value is None:
-                            metadata.pop(key, None)
-                        else:
-                            metadata[key] = value
-                    machine = Machine(
-                        id=published.id,
-                        public_ip=published.public_ip,
-                        metadata=metadata,
-                        version=published.version,
-                        capabilities=published.capabilities,
-                    )
-                result[machine_id] = machine
+                result[machine_id] = published.overlaid(self.dynamic_metadata.get(machine_id, {}))
             self._effective_machines = result
         return self._effective_machines
 

@@ -436,18 +436,7 @@ class EtcdRegistry:
         machines = []
         for kv in machine_kvs:
             machine = codec.decode_machine(kv.value, self._where(kv.key))
-            overlay = dynamic.get(machine.id)
-            if overlay:
-                metadata = dict(machine.metadata)
-                for key, value in overlay.items():
-                    if value is None:
-                        metadata.pop(key, None)
-                    else:
-                        metadata[key] = value
-                machine = Machine(
-                    machine.id, machine.public_ip, metadata, machine.version, machine.capabilities
-                )
-            machines.append(machine)
+            machines.append(machine.overlaid(dynamic.get(machine.id, {})))
         return sorted(machines, key=lambda m: m.id)
 
     async def list_reasons(self) -> dict[str, str]:
