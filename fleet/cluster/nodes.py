@@ -551,7 +551,8 @@ def _spawn(spec: NodeSpec, d: Path) -> int:
     return int(pidfile.read_text())
 
 
-def _system_state(bus: str) -> str:
+def system_state(bus: str) -> str:
+    """systemd's Manager.SystemState over a machine's bus ("" if it does not answer)."""
     proc = subprocess.run(
         [
             "busctl",
@@ -605,7 +606,7 @@ def _wait_running(nodes: Sequence[Node], timeout: float) -> None:
     last: dict[str, str] = {}
     while pending:
         for name, node in list(pending.items()):
-            state = _system_state(node.bus)
+            state = system_state(node.bus)
             last[name] = state
             if state in ("running", "degraded"):
                 del pending[name]

@@ -34,25 +34,6 @@ def machines() -> Iterator[list[nodes.Node]]:
         print(f"\nteardown of 2 machines: {time.monotonic() - started:.2f}s")
 
 
-def _system_state(bus: str) -> str:
-    out = subprocess.run(
-        [
-            "busctl",
-            f"--address={bus}",
-            "get-property",
-            "org.freedesktop.systemd1",
-            "/org/freedesktop/systemd1",
-            "org.freedesktop.systemd1.Manager",
-            "SystemState",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=10,
-    ).stdout
-    return out.strip().removeprefix("s ").strip('"')
-
-
 def _http_get(url: str) -> str | None:
     try:
         with urllib.request.urlopen(url, timeout=1) as r:
@@ -86,7 +67,7 @@ def _serve_hostname(node: nodes.Node) -> None:
 @pytest.mark.parametrize("index", [0, 1], ids=["first", "second"])
 def test_machine_runs_its_own_systemd(machines: list[nodes.Node], index: int) -> None:
     node = machines[index]
-    assert _system_state(node.bus) in ("running", "degraded")
+    assert nodes.system_state(node.bus) in ("running", "degraded")
     assert nodes.exec(node, ["cat", "/etc/machine-id"]).stdout.strip() == node.machine_id
     assert nodes.exec(node, ["hostname"]).stdout.strip() == node.name
     assert (
@@ -197,7 +178,7 @@ def test_kill_then_start_is_a_reboot_with_the_same_identity(machines: list[nodes
     assert _http_get(f"http://{node.ip}:8080/hostname") is None
     nodes.start(node)
     assert node.running and node.leader_pid not in (0, old_leader)
-    assert _system_state(node.bus) in ("running", "degraded")
+    assert nodes.system_state(node.bus) in ("running", "degraded")
     assert nodes.exec(node, ["cat", "/etc/machine-id"]).stdout.strip() == machines[1].machine_id
     assert nodes.exec(node, ["cat", "/var/tmp/marker"]).stdout.strip() == "survived"
     assert nodes.load(STATE)[1].leader_pid == node.leader_pid
@@ -265,7 +246,7 @@ def test_teardown_leaves_nothing_even_after_a_killed_run() -> None:
         assert _traces(state, prefix, bridge)
         second = nodes.boot(1, timeout=60, **kwargs)  # type: ignore[arg-type]
         assert second[0].machine_id != first[0].machine_id
-        assert _system_state(second[0].bus) in ("running", "degraded")
+        assert nodes.system_state(second[0].bus) in ("running", "degraded")
     finally:
         started = time.monotonic()
         nodes.teardown(state, prefix, bridge)
