@@ -20,7 +20,7 @@ import click
 from fleet import __version__
 from fleet.errors import FleetError
 from fleetctl.client import DEFAULT_ENDPOINT, LEGACY_ETCD_ENDPOINTS, ClientSettings
-from fleetctl.commands import lists, meta, remote, units
+from fleetctl.commands import lists, meta, plan, remote, units
 from fleetctl.context import App
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
@@ -249,7 +249,13 @@ def _settings(ctx: click.Context, flags: dict[str, Any]) -> ClientSettings:
     )
 
 
-for _command in (*units.COMMANDS, *lists.COMMANDS, *remote.COMMANDS, *meta.COMMANDS):
+for _command in (
+    *units.COMMANDS,
+    *lists.COMMANDS,
+    *plan.COMMANDS,
+    *remote.COMMANDS,
+    *meta.COMMANDS,
+):
     cli.add_command(_command)
 
 

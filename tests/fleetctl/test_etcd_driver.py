@@ -400,3 +400,22 @@ def test_version_skew_warning_simulated_machine(
     assert result.code == 0, result.err
     assert ("is older than the latest registered version of fleet" in result.err) is warned
     assert (f"({fleetd_version})" in result.err) is warned
+
+
+def test_plan_simulated_machine_writes_nothing(fleetctl: Fleetctl) -> None:
+    """B14: `plan` answers with the engine's scheduler and writes nothing; an
+    unplaceable unit makes it exit 2 with the reason."""
+
+    async def scenario(registry: EtcdRegistry) -> tuple[Result, Result]:
+        await registry.register_machine(Machine(MACHINE_ID, "172.17.8.103"), ttl=10)
+        fits = await fleetctl.run_async("plan", "hello.service")
+        stuck = await fleetctl.run_async("plan", "hello.service", "unplaceable.service")
+        return fits, stuck
+
+    fits, stuck = fleetctl.registry(scenario)
+    assert fits.code == 0, fits.err
+    assert fits.out.splitlines()[1].startswith("hello.service\t113f16a7.../172.17.8.103\t")
+    assert stuck.code == 2
+    row = stuck.out.splitlines()[2]
+    assert row.startswith("unplaceable.service\t-\t") and "MachineMetadata" in row
+    assert fleetctl.unit_files() == []
