@@ -411,11 +411,18 @@ async def lower_desired_state(
     app.warn(f"Successfully {done} units {go_list(waiting)}.")
 
 
-@click.command("stop", help="Instruct systemd to stop one or more units in the cluster.")
-@click.argument("units", nargs=-1)
-@block_options
-@pass_app
-def stop(app: App, units: tuple[str, ...], block_attempts: int, no_block: bool) -> int:
+def _lower_command(
+    app: App,
+    units: tuple[str, ...],
+    block_attempts: int,
+    no_block: bool,
+    *,
+    desired: DesiredState,
+    verb: str,
+    choose: Callable[[list[UnitInfo]], list[UnitInfo]],
+) -> int:
+    """stop/unload: registry units only (unknown names dropped), ``choose`` picks
+    the ones to change (or refuses), then :func:`lower_desired_state`."""
     from fleetctl.waiting import block_attempts as attempts_of
 
     if not units:
@@ -429,16 +436,48 @@ def stop(app: App, units: tuple[str, ...], block_attempts: int, no_block: bool) 
         if not infos:
             app.warn("Units not found in registry")
             return 0
-        for info in infos:
-            if not info.is_global and info.current is DesiredState.INACTIVE:
-                raise FleetError(f"Unable to stop unit {info.name} in state inactive")
-        todo = [info for info in infos if info.is_global or info.current is not DesiredState.LOADED]
-        await lower_desired_state(
-            app, client, todo, DesiredState.LOADED, verb="stop", attempts=attempts
-        )
+        todo = choose(infos)
+        await lower_desired_state(app, client, todo, desired, verb=verb, attempts=attempts)
         return 0
 
     return app.run(body)
+
+
+def _stoppable(infos: list[UnitInfo]) -> list[UnitInfo]:
+    for info in infos:
+        if not info.is_global and info.current is DesiredState.INACTIVE:
+            raise FleetError(f"Unable to stop unit {info.name} in state inactive")
+    return [info for info in infos if info.is_global or info.current is not DesiredState.LOADED]
+
+
+def _unloadable(infos: list[UnitInfo]) -> list[UnitInfo]:
+    # fleet skips units whose *current* state is inactive even when their desired
+    # state is not (an unplaceable unit could then never be unloaded); we skip
+    # only units that are inactive on both counts.
+    return [
+        info
+        for info in infos
+        if not (
+            info.desired is DesiredState.INACTIVE
+            and (info.is_global or info.current is DesiredState.INACTIVE)
+        )
+    ]
+
+
+@click.command("stop", help="Instruct systemd to stop one or more units in the cluster.")
+@click.argument("units", nargs=-1)
+@block_options
+@pass_app
+def stop(app: App, units: tuple[str, ...], block_attempts: int, no_block: bool) -> int:
+    return _lower_command(
+        app,
+        units,
+        block_attempts,
+        no_block,
+        desired=DesiredState.LOADED,
+        verb="stop",
+        choose=_stoppable,
+    )
 
 
 @click.command("unload", help="Unschedule one or more units in the cluster.")
@@ -446,36 +485,15 @@ def stop(app: App, units: tuple[str, ...], block_attempts: int, no_block: bool) 
 @block_options
 @pass_app
 def unload(app: App, units: tuple[str, ...], block_attempts: int, no_block: bool) -> int:
-    from fleetctl.waiting import block_attempts as attempts_of
-
-    if not units:
-        app.warn("No units given")
-        return 0
-    targets = unit_args(units)
-    attempts = attempts_of(block_attempts, no_block)
-
-    async def body(client: FleetClient) -> int:
-        infos = await registry_units(client, targets)
-        if not infos:
-            app.warn("Units not found in registry")
-            return 0
-        # fleet skips units whose *current* state is inactive even when their desired
-        # state is not (an unplaceable unit could then never be unloaded); we skip
-        # only units that are inactive on both counts.
-        todo = [
-            info
-            for info in infos
-            if not (
-                info.desired is DesiredState.INACTIVE
-                and (info.is_global or info.current is DesiredState.INACTIVE)
-            )
-        ]
-        await lower_desired_state(
-            app, client, todo, DesiredState.INACTIVE, verb="unload", attempts=attempts
-        )
-        return 0
-
-    return app.run(body)
+    return _lower_command(
+        app,
+        units,
+        block_attempts,
+        no_block,
+        desired=DesiredState.INACTIVE,
+        verb="unload",
+        choose=_unloadable,
+    )
 
 
 @click.command("destroy", help="Destroy one or more units in the cluster.")
