@@ -1,8 +1,8 @@
 """The etcd v3 key schema: the one place that knows how fleet's keys are spelled.
 
 Every key lives under the configurable ``etcd_key_prefix``; builders return
-absolute ``bytes`` keys, parsers take keys relative to the prefix (what
-:class:`fleet.ports.WatchEvent` carries). ``docs/etcd-schema.md`` documents each
+absolute ``bytes`` keys, parsers take keys relative to the prefix
+(:mod:`fleet.registry.decoding` turns them into typed changes). ``docs/etcd-schema.md`` documents each
 key, its value, writer and lifetime. A name is never allowed to contain ``/``:
 it would let one key impersonate another (``schedule/<m>/<name>``), so the
 builders reject it even though callers validate names first.
@@ -11,6 +11,9 @@ builders reject it even though callers validate names first.
 from __future__ import annotations
 
 from fleet.errors import InvalidInput, InvalidUnitName
+
+DEFAULT_PREFIX = "/_coreos.com/fleet/"
+"""fleet's default ``etcd_key_prefix``."""
 
 UNIT = "unit/"
 JOB = "job/"
@@ -124,6 +127,9 @@ class Keys:
             f"{MACHINE_METADATA}{_segment('machine id', machine_id)}/"
             f"{_segment('metadata key', key)}"
         )
+
+    def machine_metadata_of(self, machine_id: str) -> bytes:
+        return self._key(f"{MACHINE_METADATA}{_segment('machine id', machine_id)}/")
 
     def machine_metadata_all(self) -> bytes:
         return self._key(MACHINE_METADATA)

@@ -1,0 +1,177 @@
+"""The registry ports: what each component may ask of the cluster's shared state.
+
+The etcd adapter (:mod:`fleet.registry`) implements every one of these; the
+in-memory fakes used by pure-logic tests must pass the same contract tests.
+All methods are coroutines: the daemon is one asyncio process and fleetctl
+runs one ``asyncio.run`` per command. Nothing here names a key or a byte
+string: the adapter decodes its own keys into :mod:`fleet.ports.events`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from fleet.core.model import DesiredState, Job, Machine, UnitState
+from fleet.ports.events import RegistryEvent, Scope
+
+
+class UnitStore(Protocol):
+    """Unit bodies (content-addressed) and their desired state."""
+
+    async def create_unit(
+        self, name: str, body: str, hash: str, desired: DesiredState, is_global: bool
+    ) -> None:
+        """Body and job in ONE transaction; AlreadyExists if the unit exists.
+        ``is_global`` (decided by the caller from the parsed requirements)
+        keeps the global-units mirror the agents watch."""
+
+    async def replace_unit(
+        self, name: str, body: str, hash: str, desired: DesiredState, is_global: bool
+    ) -> None:
+        """Create or overwrite body and job in one transaction (``--replace``, API PUT)."""
+
+    async def get_job(self, name: str) -> Job | None: ...
+
+    async def list_jobs(self) -> list[Job]:
+        """Every job, sorted by name."""
+
+    async def get_unit_body(self, hash: str) -> str | None: ...
+
+    async def get_unit_bodies(self, hashes: Sequence[str]) -> dict[str, str]: ...
+
+    async def set_desired_state(self, name: str, desired: DesiredState) -> None:
+        """NotFound if the unit does not exist (compare-and-set in one transaction)."""
+
+    async def destroy_unit(self, name: str) -> bool:
+        """Delete the unit; False if it did not exist."""
+
+
+class ClusterView(Protocol):
+    """Read side used by fleetctl's etcd driver and the API."""
+
+    async def list_schedule(self) -> dict[str, str]:
+        """unit name -> machine id for every scheduled (non-global) unit."""
+
+    async def list_unit_states(self) -> list[UnitState]:
+        """Every published unit state, sorted by (name, machine id)."""
+
+    async def list_machines(self) -> list[Machine]:
+        """Live machines (presence lease held), dynamic metadata overlaid, sorted by id."""
+
+    async def list_reasons(self) -> dict[str, str]:
+        """unit name -> why the engine could not place it (feature B1)."""
+
+    async def set_machine_metadata(self, machine_id: str, key: str, value: str | None) -> None:
+        """Dynamic metadata; ``None`` hides the key (fleet's ``""`` tombstone)."""
+
+
+class Watchable(Protocol):
+    """Typed listings and watches of one :class:`~fleet.ports.events.Scope`."""
+
+    async def list_changes(self, scope: Scope) -> tuple[list[RegistryEvent], int]:
+        """Every entry of ``scope`` as a change (none deleted), and the revision read.
+        An entry whose value cannot be decoded is logged and left out."""
+
+    def watch(self, scope: Scope, start_revision: int) -> AsyncIterator[list[RegistryEvent]]:
+        """Batches of changes from ``start_revision``; survives etcd restarts by
+        re-watching from the last seen revision + 1; raises StoreCompacted when
+        that revision is gone (the caller lists again)."""
+
+
+class HeldLease(Protocol):
+    """A lease this process keeps alive in the registry; losing it is final."""
+
+    @property
+    def lost(self) -> bool: ...
+
+    async def wait_lost(self) -> str:
+        """Return (with why) once the lease is lost; at once if it already is."""
+
+
+class Leadership(HeldLease, Protocol):
+    """A held engine leadership: its writes are fenced on the leader record
+    (etcd compares its value and mod_revision in every write)."""
+
+    machine_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleChange:
+    """One engine write: put ``name`` on ``machine_id`` with the unit ``hash`` and
+    the ``desired`` state the agent must reach (``loaded`` or ``launched``), or
+    remove it from there when ``hash`` is None. The engine rewrites an entry when
+    the job's hash or desired state changes, so an agent needs to watch only its
+    own schedule."""
+
+    name: str
+    machine_id: str
+    hash: str | None
+    desired: DesiredState = DesiredState.LAUNCHED
+
+
+class EngineStore(Protocol):
+    """What the engine writes (implemented by EtcdRegistry)."""
+
+    async def campaign(self, machine_id: str, version: str, ttl: float) -> Leadership | None:
+        """Try once to take the engine leadership on a fresh lease of ``ttl``
+        seconds. Returns the held leadership (its lease is kept alive by a task
+        owned by the registry until ``resign`` or loss), or None if another
+        engine leads."""
+
+    async def resign(self, leadership: Leadership) -> None: ...
+
+    async def apply_schedule(
+        self,
+        leadership: Leadership,
+        changes: Sequence[ScheduleChange],
+        reasons: Mapping[str, str | None],
+    ) -> None:
+        """Write placements and removals, and unplaceable reasons (None clears),
+        in fenced transactions of at most 128 ops each. Raises NotLeader when
+        the fence fails; nothing of that batch is written."""
+
+    async def collect_garbage(self) -> int:
+        """Delete unit bodies no unit refers to (feature B9); how many."""
+
+
+class MachineLease(HeldLease, Protocol):
+    """An agent's presence: its machine record and its unit states hang on it."""
+
+    lease_id: int
+
+
+class AgentStore(Protocol):
+    async def register_machine(self, machine: Machine, ttl: float) -> MachineLease:
+        """Publish the machine on a fresh lease kept alive by a registry-owned
+        task. AlreadyExists if another live lease holds that machine id."""
+
+    async def resume_machine(
+        self, lease_id: int, machine: Machine, ttl: float
+    ) -> MachineLease | None:
+        """Adopt a presence this machine's previous fleetd left: the lease must be
+        alive, granted for ``ttl`` and hold this machine; else None (and the
+        caller registers)."""
+
+    async def update_machine(self, lease: MachineLease, machine: Machine) -> None: ...
+
+    async def unregister_machine(self, lease: MachineLease) -> None:
+        """Revoke the lease: the machine record and its unit states vanish."""
+
+    async def machine_schedule(self, machine_id: str) -> dict[str, Job]:
+        """unit name -> Job(name, hash, desired) scheduled to this machine."""
+
+    async def machine_metadata(self, machine_id: str) -> dict[str, str | None]:
+        """This machine's dynamic metadata (None: a tombstone hiding the key)."""
+
+    async def list_global_units(self) -> dict[str, Job]:
+        """Every global unit."""
+
+    async def get_unit_body(self, hash: str) -> str | None: ...
+
+    async def list_unit_states(self) -> list[UnitState]: ...
+
+    async def publish_unit_state(self, lease: MachineLease, state: UnitState) -> None: ...
+
+    async def delete_unit_state(self, name: str, machine_id: str) -> None: ...

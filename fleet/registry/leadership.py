@@ -1,0 +1,123 @@
+"""The engine's side of etcd (EngineStore): leadership, fenced schedule
+writes and unit body garbage collection.
+
+Leadership is ``engine/leader`` on a lease this process keeps alive; every
+engine write is a transaction comparing that key's value and mod_revision,
+so a deposed leader cannot write (etcd locks alone are not mutual exclusion).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from fleet.errors import NotLeader
+from fleet.ports.registry import Leadership, ScheduleChange
+from fleet.registry import codec
+from fleet.registry.base import RegistryBase
+from fleet.registry.keys import range_end
+from fleet.registry.leases import EtcdLeadership
+from fleet.registry.ops import LESS, MAX_TXN_OPS, batches, created, delete, modified, put, valued
+
+
+class LeadershipRegistry(RegistryBase):
+    """EngineStore."""
+
+    async def campaign(self, machine_id: str, version: str, ttl: float) -> Leadership | None:
+        key = self.keys.engine_leader()
+        lease_id = await self._grant(ttl)
+        value = codec.encode_leader(machine_id, version, lease_id)
+        try:
+            response = await self._txn([created(key, 0)], [put(key, value, lease_id)])
+        except BaseException:
+            await self._revoke_quietly(lease_id)
+            raise
+        if not response.succeeded:
+            await self._revoke(lease_id)
+            return None
+        leadership = EtcdLeadership(
+            machine_id,
+            version=version,
+            lease_id=lease_id,
+            ttl=ttl,
+            value=value,
+            revision=int(response.header.revision),
+        )
+
+        async def still_leader() -> str | None:
+            kv = await self._get(key)
+            if kv is None or kv.mod_revision != leadership.mod_revision:
+                return "engine/leader was deleted or rewritten"
+            return None
+
+        self._start_keepalive(leadership, still_leader)
+        return leadership
+
+    async def get_leader(self) -> tuple[str, str] | None:
+        """(machine id, engine version) of the current leader, if any."""
+        key = self.keys.engine_leader()
+        kv = await self._get(key)
+        return None if kv is None else codec.decode_leader(kv.value, self._where(key))
+
+    async def resign(self, leadership: Leadership) -> None:
+        held = self._held(leadership, EtcdLeadership)
+        held.mark_lost("resigned")
+        await self._revoke(held.lease_id)
+
+    async def apply_schedule(
+        self,
+        leadership: Leadership,
+        changes: Sequence[ScheduleChange],
+        reasons: Mapping[str, str | None],
+    ) -> None:
+        held = self._held(leadership, EtcdLeadership)
+        if held.lost:
+            raise NotLeader(f"leadership of {held.machine_id} is lost: {held.lost_reason}")
+        # etcd refuses a txn naming one key twice: the last word on a key wins.
+        ops: dict[bytes, Any] = {}
+        for change in changes:
+            key = self.keys.schedule(change.machine_id, change.name)
+            if change.hash is None:
+                ops[key] = delete(key)
+            else:
+                ops[key] = put(key, codec.encode_schedule(change.hash, change.desired))
+        for name, reason in reasons.items():
+            key = self.keys.reason(name)
+            ops[key] = delete(key) if reason is None else put(key, codec.encode_reason(reason))
+        leader_key = self.keys.engine_leader()
+        fence = [valued(leader_key, held.value), modified(leader_key, held.mod_revision)]
+        for batch in batches(list(ops.values())):
+            response = await self._txn(fence, batch)
+            if not response.succeeded:
+                held.mark_lost("fenced write failed: another engine leads")
+                raise NotLeader(f"engine on {held.machine_id} is no longer the leader")
+
+    async def collect_garbage(self) -> int:
+        """Delete unit bodies no job refers to (feature B9); returns how many.
+
+        Jobs and bodies are read at one revision R; the deletion is guarded by
+        "every ``job/`` key has mod_revision <= R" (a range compare), so a job
+        created or replaced after the read, which might refer to one of these
+        bodies, makes the transaction fail and the pass start over instead of
+        deleting a body in use. Deleted jobs only remove references: safe.
+        """
+        jobs_prefix, units_prefix = self.keys.jobs(), self.keys.units()
+        deleted = 0
+        for _ in range(3):
+            (jobs, bodies), read_revision = await self._snapshot(jobs_prefix, units_prefix)
+            used = {codec.decode_job(kv.value, self._where(kv.key)).hash for kv in jobs}
+            unused = [kv.key for kv in bodies if kv.key[len(units_prefix) :].decode() not in used]
+            if not unused:
+                return deleted
+            guard = modified(jobs_prefix, read_revision + 1, LESS, range_end(jobs_prefix))
+            retry = False
+            for start in range(0, len(unused), MAX_TXN_OPS):
+                chunk = unused[start : start + MAX_TXN_OPS]
+                response = await self._txn([guard], [delete(key) for key in chunk])
+                if not response.succeeded:
+                    retry = True
+                    break
+                deleted += len(chunk)
+            if not retry:
+                return deleted
+        return deleted
