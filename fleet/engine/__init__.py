@@ -1,5 +1,6 @@
 """The engine component of fleetd: one leader cluster-wide schedules units."""
 
-from fleet.engine.engine import Engine, EngineRegistry, EngineStatistics
+from fleet.engine.campaign import EngineRegistry
+from fleet.engine.engine import Engine, EngineStatistics
 
 __all__ = ["Engine", "EngineRegistry", "EngineStatistics"]

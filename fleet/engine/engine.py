@@ -15,19 +15,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
 
 import fleet
 from fleet.core.scheduler import Plan, Snapshot, plan
+from fleet.engine.campaign import Campaign, EngineRegistry
 from fleet.engine.view import WATCHED, ClusterState, PassWrites
-from fleet.errors import FleetError, NotLeader, StoreCompacted, StoreError, StoreUnavailable
+from fleet.errors import NotLeader, StoreCompacted, StoreError, StoreUnavailable
 from fleet.metrics import FleetMetrics
-from fleet.ports import EngineStore, EventKind, Leadership, Watchable
-from fleet.registry import codec
-from fleet.registry.keys import ENGINE_LEADER, REASON, Keys
+from fleet.ports import Clock, Leadership, ReasonChanged, Scope, SystemClock, Topic
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +38,6 @@ THREAD_THRESHOLD = 2_000
 PENDING_TTL = 10.0
 # Unreferenced unit bodies are collected every this many passes (feature B9).
 GC_EVERY_PASSES = 30
-
-
-class EngineRegistry(EngineStore, Watchable, Protocol):
-    """What the engine needs from the registry (``EtcdRegistry`` implements it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,8 +79,10 @@ class Engine:
         metrics: FleetMetrics | None = None,
         machine_grace: float = 0.0,
         watches: bool = True,
+        clock: Clock | None = None,
     ) -> None:
         self._registry = registry
+        self._clock = clock or SystemClock()
         self._metrics = metrics
         # fleet's disable_watches: no etcd watches; the view is relisted every interval.
         self._watches = watches
@@ -95,6 +90,15 @@ class Engine:
         self._interval = reconcile_interval
         self._version = version
         self._ttl = lease_ttl if lease_ttl is not None else 5 * reconcile_interval
+        self._campaign = Campaign(
+            registry,
+            machine_id,
+            version,
+            self._ttl,
+            interval=reconcile_interval,
+            clock=self._clock,
+            on_store_failure=self._note_store_failure,
+        )
         self._plan = planner
         self._view = ClusterState()
         self._wake = asyncio.Event()
@@ -152,9 +156,9 @@ class Engine:
         """Campaign, lead until leadership is lost, campaign again; until cancelled."""
         try:
             while True:
-                leadership = await self._campaign()
+                leadership = await self._campaign.win()
                 self._leadership = leadership
-                self._leader_since = time.time()
+                self._leader_since = self._clock.time()
                 self._elections_won += 1
                 if self._metrics is not None:
                     self._metrics.engine_became_leader(self._leader_since)
@@ -175,48 +179,23 @@ class Engine:
 
     # --- leadership ---------------------------------------------------------------
 
-    async def _campaign(self) -> Leadership:
-        while True:
-            try:
-                leadership = await self._registry.campaign(
-                    self._machine_id, self._version, self._ttl
-                )
-            except StoreError as exc:
-                log.warning("engine: cannot campaign for leadership: %s", exc)
-                self._store_failed = True
-                await asyncio.sleep(self._interval)
-                continue
-            if leadership is not None:
-                return leadership
-            await self._wait_leader_vacant(self._interval)
-
-    async def _wait_leader_vacant(self, timeout: float) -> None:
-        """Return when ``engine/leader`` is deleted (lease expired, resigned) or after
-        ``timeout``: a deleted key lets a standby take over well within the TTL."""
-        try:
-            async with asyncio.timeout(timeout):
-                listing, revision = await self._registry.list_prefix(ENGINE_LEADER)
-                if ENGINE_LEADER not in listing:
-                    return
-                stream = self._registry.watch_prefix(ENGINE_LEADER, revision + 1)
-                async with contextlib.aclosing(stream):  # type: ignore[type-var]
-                    async for batch in stream:
-                        if any(
-                            e.kind is EventKind.DELETE and e.key == ENGINE_LEADER for e in batch
-                        ):
-                            return
-        except TimeoutError:
-            pass
-        except StoreError:
-            self._store_failed = True
+    def _note_store_failure(self) -> None:
+        self._store_failed = True
 
     async def _resign(self) -> None:
-        leadership = self._leadership
-        self._leadership = None
-        if leadership is None or leadership.lost:
-            return
-        with contextlib.suppress(StoreError):
-            await self._registry.resign(leadership)
+        leadership, self._leadership = self._leadership, None
+        await self._campaign.resign(leadership)
+
+    @staticmethod
+    async def _until_lost(leadership: Leadership) -> None:
+        """Raise NotLeader the moment the leadership is lost (ends a lead's tasks)."""
+        reason = await leadership.wait_lost()
+        raise NotLeader(f"engine leadership lost: {reason}")
+
+    async def _sleep_unless_lost(self, leadership: Leadership, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with self._clock.timeout(seconds):
+                await leadership.wait_lost()
 
     def _drop_view(self) -> None:
         self._view = ClusterState()
@@ -236,6 +215,7 @@ class Engine:
                 continue
             try:
                 async with asyncio.TaskGroup() as group:
+                    group.create_task(self._until_lost(leadership))
                     if self._watches:
                         for prefix, revision in revisions.items():
                             group.create_task(self._watch(prefix, revision))
@@ -249,79 +229,65 @@ class Engine:
                 raise group_error.exceptions[0] from None
         raise NotLeader("engine leadership lease lost")
 
-    async def _relist(self) -> dict[str, int]:
-        """Load every watched prefix and the reasons; -> prefix -> listed revision."""
+    async def _relist(self) -> dict[Topic, int]:
+        """Load every watched topic and the reasons; -> topic -> listed revision."""
         self._pending_since.clear()
         view = self._view
-        revisions: dict[str, int] = {}
-        for prefix in WATCHED:
-            listing, revision = await self._registry.list_prefix(prefix)
-            view.load(prefix, listing)
-            revisions[prefix] = revision
-        listing, _ = await self._registry.list_prefix(REASON)
+        revisions: dict[Topic, int] = {}
+        for topic in WATCHED:
+            listing, revision = await self._registry.list_changes(Scope(topic))
+            view.load(topic, listing)
+            revisions[topic] = revision
+        reasons, _ = await self._registry.list_changes(Scope(Topic.REASONS))
         if self._store_failed:
             self._store_failed = False
-            self._shield_until = time.monotonic() + self._machine_grace
+            self._shield_until = self._clock.monotonic() + self._machine_grace
             if self._machine_grace > 0:
                 log.info(
                     "engine: after etcd trouble, absent machines keep their units for %gs",
                     self._machine_grace,
                 )
-        reasons: dict[str, str] = {}
-        for key, value in listing.items():
-            try:
-                reasons[Keys.parse_leaf(key, REASON)] = codec.decode_reason(value, key)
-            except FleetError as exc:
-                log.error("engine: ignoring %s: %s", key, exc)
-        view.load_reasons(reasons)
+        view.load_reasons(
+            {c.name: c.reason for c in reasons if isinstance(c, ReasonChanged) and c.reason}
+        )
         self._wake.set()
         return revisions
 
-    @staticmethod
-    async def _relist_after(seconds: float) -> None:
-        await asyncio.sleep(seconds)
+    async def _relist_after(self, seconds: float) -> None:
+        await self._clock.sleep(seconds)
         raise _Relist
 
-    async def _watch(self, prefix: str, revision: int) -> None:
-        stream = self._registry.watch_prefix(prefix, revision + 1)
+    async def _watch(self, topic: Topic, revision: int) -> None:
+        stream = self._registry.watch(Scope(topic), revision + 1)
         try:
             async with contextlib.aclosing(stream):  # type: ignore[type-var]
                 async for batch in stream:
                     if self._view.apply(batch):
                         self._wake.set()
         except StoreCompacted as exc:
-            log.warning("engine: watch of %s compacted: %s", prefix, exc)
+            log.warning("engine: watch of %s compacted: %s", topic, exc)
             raise _Relist from exc
         except StoreError as exc:
             # The registry already retries an unreachable etcd; anything else means
             # the view may have missed events.
             self._store_failed = True
-            log.warning("engine: watch of %s failed: %s", prefix, exc)
+            log.warning("engine: watch of %s failed: %s", topic, exc)
             raise _Relist from exc
 
     async def _reconcile_loop(self, leadership: Leadership) -> None:
+        # Runs beside _until_lost, which ends it when leadership is lost.
         while True:
-            if leadership.lost:
-                raise NotLeader("engine leadership lease lost")
-            woken = await self._wait_wake(leadership)
-            if woken:
+            if await self._wait_wake():
                 # Coalesce a burst of events into one pass.
-                await asyncio.sleep(DEBOUNCE)
+                await self._clock.sleep(DEBOUNCE)
             self._wake.clear()
-            if leadership.lost:
-                raise NotLeader("engine leadership lease lost")
             await self._pass(leadership)
             if self._passes % GC_EVERY_PASSES == 0 and not self._wake.is_set():
                 await self._collect_garbage()
 
     async def _collect_garbage(self) -> None:
-        collect: Callable[[], Awaitable[int]] | None = getattr(
-            self._registry, "collect_garbage", None
-        )
-        if collect is None:
-            return
         try:
-            collected = await collect()
+            collected = await self._registry.collect_garbage()
         except StoreError as exc:
             log.warning("engine: unit body garbage collection failed: %s", exc)
             return
@@ -329,36 +295,23 @@ class Engine:
             self._bodies_collected += collected
             log.info("engine: removed %d unreferenced unit bodies", collected)
 
-    async def _wait_wake(self, leadership: Leadership) -> bool:
-        """Wait for a relevant change or the interval; notice lost leadership quickly."""
-        deadline = time.monotonic() + self._interval
-        step = min(0.1, self._interval)
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            try:
-                async with asyncio.timeout(min(step, remaining)):
-                    await self._wake.wait()
+    async def _wait_wake(self) -> bool:
+        """Wait for a relevant change (True) or the interval (False)."""
+        with contextlib.suppress(TimeoutError):
+            async with self._clock.timeout(self._interval):
+                await self._wake.wait()
                 return True
-            except TimeoutError:
-                if leadership.lost:
-                    return False
-
-    async def _sleep_unless_lost(self, leadership: Leadership, seconds: float) -> None:
-        deadline = time.monotonic() + seconds
-        while not leadership.lost and time.monotonic() < deadline:
-            await asyncio.sleep(min(0.1, seconds))
+        return False
 
     async def _pass(self, leadership: Leadership) -> None:
-        started = time.perf_counter()
+        started = self._clock.monotonic()
         failed = True
         try:
             await self._pass_inner(leadership, started)
             failed = False
         finally:
             if self._metrics is not None:
-                self._metrics.engine_reconcile(time.perf_counter() - started, failed=failed)
+                self._metrics.engine_reconcile(self._clock.monotonic() - started, failed=failed)
 
     async def _pass_inner(self, leadership: Leadership, started: float) -> None:
         view = self._view
@@ -375,7 +328,7 @@ class Engine:
         if writes:
             self._log_plan(writes, result)
             view.expect(writes)
-            now = time.monotonic()
+            now = self._clock.monotonic()
             for change in writes.changes:
                 self._pending_since[(change.machine_id, change.name)] = now
             try:
@@ -406,21 +359,21 @@ class Engine:
                 ):
                     self._metrics.engine_tasks(task, count)
             self._reasons_written += len(writes.reasons)
-        self._last_pass = time.perf_counter() - started
+        self._last_pass = self._clock.monotonic() - started
 
     async def _wait_store(self, leadership: Leadership) -> None:
         """Back off until etcd answers again (or leadership is lost)."""
         while not leadership.lost:
             await self._sleep_unless_lost(leadership, self._interval)
             try:
-                await self._registry.list_prefix(ENGINE_LEADER)
+                await self._registry.list_changes(Scope(Topic.LEADER))
                 return
             except StoreError:
                 continue
 
     def _shielded_machines(self) -> frozenset[str]:
         """Absent machines still holding units, while the post-outage grace runs."""
-        if time.monotonic() >= self._shield_until:
+        if self._clock.monotonic() >= self._shield_until:
             return frozenset()
         view = self._view
         present = view.machines.keys()
@@ -431,7 +384,7 @@ class Engine:
     def _expire_pending(self) -> None:
         if not self._pending_since:
             return
-        now = time.monotonic()
+        now = self._clock.monotonic()
         expired = [k for k, t in self._pending_since.items() if now - t > PENDING_TTL]
         for key in expired:
             del self._pending_since[key]

@@ -21,22 +21,22 @@ from fleet.core.requirements import Requirements, parse_requirements
 from fleet.core.scheduler import Plan, SchedUnit, Snapshot, explain
 from fleet.core.unitfile import UnitFile
 from fleet.errors import FleetError
-from fleet.ports import EventKind, ScheduleChange, WatchEvent
-from fleet.registry import codec
-from fleet.registry.keys import (
-    JOB,
-    MACHINE,
-    MACHINE_METADATA,
-    SCHEDULE,
-    UNIT,
-    Keys,
+from fleet.ports import (
+    BodyChanged,
+    JobChanged,
+    MachineChanged,
+    MetadataChanged,
+    RegistryEvent,
+    ScheduleChange,
+    ScheduleChanged,
+    Topic,
 )
 
 log = logging.getLogger(__name__)
 
-# The prefixes the leader watches; reasons are written only by the leader, so
+# The topics the leader watches; reasons are written only by the leader, so
 # listing them when leadership is gained is enough.
-WATCHED = (JOB, UNIT, SCHEDULE, MACHINE, MACHINE_METADATA)
+WATCHED = (Topic.JOBS, Topic.BODIES, Topic.SCHEDULE, Topic.MACHINES, Topic.METADATA)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,24 +94,25 @@ class ClusterState:
 
     # --- feeding ----------------------------------------------------------------
 
-    def load(self, prefix: str, listing: Mapping[str, bytes]) -> None:
-        """Replace everything under ``prefix`` with a fresh listing."""
-        if prefix == JOB:
+    def load(self, topic: Topic, listing: Iterable[RegistryEvent]) -> None:
+        """Replace everything of ``topic`` with a fresh listing."""
+        if topic is Topic.JOBS:
             self.jobs.clear()
-        elif prefix == UNIT:
-            # Parsed bodies are content-addressed: keep them, they cannot change.
-            pass
-        elif prefix == SCHEDULE:
+        elif topic is Topic.SCHEDULE:
             self.schedule.clear()
             self.pending.clear()
-        elif prefix == MACHINE:
+        elif topic is Topic.MACHINES:
             self.machines.clear()
-        elif prefix == MACHINE_METADATA:
+        elif topic is Topic.METADATA:
             self.dynamic_metadata.clear()
-        for key, value in listing.items():
-            self._put(key, value)
-        if prefix == UNIT:
-            listed = {Keys.parse_leaf(k, UNIT) for k in listing if _well_formed(k, UNIT)}
+        # Parsed bodies are content-addressed: keep those still listed, they
+        # cannot change.
+        listed: set[str] = set()
+        for change in listing:
+            if isinstance(change, BodyChanged):
+                listed.add(change.hash)
+            self._change(change)
+        if topic is Topic.BODIES:
             for gone in set(self.bodies) - listed:
                 del self.bodies[gone]
         self._effective_machines = None
@@ -119,89 +120,58 @@ class ClusterState:
     def load_reasons(self, listing: Mapping[str, str]) -> None:
         self.reasons = dict(listing)
 
-    def apply(self, events: Iterable[WatchEvent]) -> bool:
+    def apply(self, changes: Iterable[RegistryEvent]) -> bool:
         """Apply a watch batch; True if it may change the plan (our echoes do not)."""
         relevant = False
-        for event in events:
-            if event.key.startswith(SCHEDULE) and self._is_echo_or_stale(event):
+        for change in changes:
+            if isinstance(change, ScheduleChanged) and self._is_echo_or_stale(change):
                 continue
             relevant = True
-            if event.kind is EventKind.PUT:
-                self._put(event.key, event.value)
-            else:
-                self._delete(event.key)
+            self._change(change)
         return relevant
 
-    def _is_echo_or_stale(self, event: WatchEvent) -> bool:
-        try:
-            machine_id, name = Keys.parse_schedule_key(event.key)
-        except FleetError:
-            return True
-        key = (machine_id, name)
+    def _is_echo_or_stale(self, change: ScheduleChanged) -> bool:
+        key = (change.machine_id, change.name)
         if key not in self.pending:
             return False
-        expected = self.pending[key]
-        if event.kind is EventKind.DELETE:
-            matches = expected is None
-        else:
-            try:
-                got = codec.decode_schedule(event.value, name, event.key)
-            except FleetError:
-                return True
-            matches = expected == got
-        if matches:
+        if self.pending[key] == change.entry:
             del self.pending[key]
         # Our echo changes nothing (the view already has it); a non-matching event
         # for a pending key is older than our write (watches deliver in order).
         return True
 
-    def _put(self, key: str, value: bytes) -> None:
-        try:
-            if key.startswith(JOB):
-                name = Keys.parse_leaf(key, JOB)
-                self.jobs[name] = codec.decode_job(value, key)
-            elif key.startswith(UNIT):
-                hash = Keys.parse_leaf(key, UNIT)
+    def _change(self, change: RegistryEvent) -> None:
+        match change:
+            case JobChanged(name=name, job=None):
+                self.jobs.pop(name, None)
+            case JobChanged(name=name, job=Job() as job):
+                self.jobs[name] = job
+            case BodyChanged(hash=hash, body=None):
+                self.bodies.pop(hash, None)
+            case BodyChanged(hash=hash, body=str() as body):
                 if hash not in self.bodies:
-                    self.bodies[hash] = _parse_body(codec.decode_body(value, key))
-            elif key.startswith(SCHEDULE):
-                machine_id, name = Keys.parse_schedule_key(key)
-                entry = codec.decode_schedule(value, name, key)
-                self.schedule.setdefault(name, {})[machine_id] = entry
-            elif key.startswith(MACHINE_METADATA):
-                machine_id, meta_key = Keys.parse_metadata_key(key)
-                meta_value = codec.decode_metadata_value(value, key)
-                self.dynamic_metadata.setdefault(machine_id, {})[meta_key] = meta_value
-                self._effective_machines = None
-            elif key.startswith(MACHINE):
-                machine_id = Keys.parse_leaf(key, MACHINE)
-                self.machines[machine_id] = codec.decode_machine(value, key)
-                self._effective_machines = None
-        except FleetError as exc:
-            # One corrupt value must not stop scheduling for everyone else.
-            log.error("ignoring %s: %s", key, exc)
-
-    def _delete(self, key: str) -> None:
-        try:
-            if key.startswith(JOB):
-                self.jobs.pop(Keys.parse_leaf(key, JOB), None)
-            elif key.startswith(UNIT):
-                self.bodies.pop(Keys.parse_leaf(key, UNIT), None)
-            elif key.startswith(SCHEDULE):
-                machine_id, name = Keys.parse_schedule_key(key)
+                    self.bodies[hash] = _parse_body(body)
+            case ScheduleChanged(machine_id=machine_id, name=name, entry=None):
                 self._unschedule(name, machine_id)
-            elif key.startswith(MACHINE_METADATA):
-                machine_id, meta_key = Keys.parse_metadata_key(key)
+            case ScheduleChanged(machine_id=machine_id, name=name, entry=Job() as entry):
+                self.schedule.setdefault(name, {})[machine_id] = entry
+            case MetadataChanged(machine_id=machine_id, key=key, removed=True):
                 metadata = self.dynamic_metadata.get(machine_id, {})
-                metadata.pop(meta_key, None)
+                metadata.pop(key, None)
                 if not metadata:
                     self.dynamic_metadata.pop(machine_id, None)
                 self._effective_machines = None
-            elif key.startswith(MACHINE):
-                self.machines.pop(Keys.parse_leaf(key, MACHINE), None)
+            case MetadataChanged(machine_id=machine_id, key=key, value=value):
+                self.dynamic_metadata.setdefault(machine_id, {})[key] = value
                 self._effective_machines = None
-        except FleetError as exc:
-            log.error("ignoring delete of %s: %s", key, exc)
+            case MachineChanged(machine_id=machine_id, machine=None):
+                self.machines.pop(machine_id, None)
+                self._effective_machines = None
+            case MachineChanged(machine_id=machine_id, machine=Machine() as machine):
+                self.machines[machine_id] = machine
+                self._effective_machines = None
+            case _:
+                log.debug("engine view: ignoring %r", change)
 
     def _unschedule(self, name: str, machine_id: str) -> None:
         entries = self.schedule.get(name)
@@ -362,14 +332,6 @@ class ClusterState:
                 None if change.hash is None else Job(change.name, change.hash, change.desired)
             )
             self.pending[(change.machine_id, change.name)] = expected
-
-
-def _well_formed(key: str, kind: str) -> bool:
-    try:
-        Keys.parse_leaf(key, kind)
-    except FleetError:
-        return False
-    return True
 
 
 def _parse_body(text: str) -> _Body:

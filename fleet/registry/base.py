@@ -93,9 +93,7 @@ class RegistryBase:
 
     async def _revoke(self, lease_id: int) -> None:
         try:
-            await self.connection.call(
-                "lease", "LeaseRevoke", rpc.LeaseRevokeRequest(ID=lease_id)
-            )
+            await self.connection.call("lease", "LeaseRevoke", rpc.LeaseRevokeRequest(ID=lease_id))
         except StoreError as exc:
             if "not found" not in str(exc):  # already expired: the goal is reached
                 raise

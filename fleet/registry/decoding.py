@@ -53,8 +53,10 @@ def scope_prefix(keys: Keys, scope: Scope) -> bytes:
     if topic is Topic.SCHEDULE:
         return keys.schedules(machine_id)
     if topic is Topic.METADATA:
-        return keys.machine_metadata_all() if machine_id is None else keys.machine_metadata_of(
-            machine_id
+        return (
+            keys.machine_metadata_all()
+            if machine_id is None
+            else keys.machine_metadata_of(machine_id)
         )
     return keys.absolute(_PREFIXES[topic])
 
@@ -102,7 +104,9 @@ def _state(relative: str, raw: bytes | None, revision: int) -> RegistryEvent:
 
 def _reason(relative: str, raw: bytes | None, revision: int) -> RegistryEvent:
     name = Keys.parse_leaf(relative, REASON)
-    return ReasonChanged(name, None if raw is None else codec.decode_reason(raw, relative), revision)
+    return ReasonChanged(
+        name, None if raw is None else codec.decode_reason(raw, relative), revision
+    )
 
 
 def _leader(relative: str, raw: bytes | None, revision: int) -> RegistryEvent:

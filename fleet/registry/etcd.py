@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from fleet.registry.client import EtcdConnection, parse_endpoints
 from fleet.registry.keys import DEFAULT_PREFIX
 from fleet.registry.leadership import LeadershipRegistry
+from fleet.registry.leases import EtcdLeadership, EtcdMachineLease
 from fleet.registry.presence import PresenceRegistry
 from fleet.registry.units import UnitRegistry
 from fleet.registry.watch import WatchRegistry
@@ -23,7 +24,7 @@ from fleet.registry.watch import WatchRegistry
 if TYPE_CHECKING:  # prometheus_client is not imported by fleetctl's etcd driver
     from fleet.metrics import FleetMetrics
 
-__all__ = ["DEFAULT_PREFIX", "EtcdRegistry"]
+__all__ = ["DEFAULT_PREFIX", "EtcdLeadership", "EtcdMachineLease", "EtcdRegistry"]
 
 
 class EtcdRegistry(UnitRegistry, PresenceRegistry, LeadershipRegistry, WatchRegistry):

@@ -2,10 +2,11 @@
 
 Every key lives under the configurable ``etcd_key_prefix``; builders return
 absolute ``bytes`` keys, parsers take keys relative to the prefix
-(:mod:`fleet.registry.decoding` turns them into typed changes). ``docs/etcd-schema.md`` documents each
-key, its value, writer and lifetime. A name is never allowed to contain ``/``:
-it would let one key impersonate another (``schedule/<m>/<name>``), so the
-builders reject it even though callers validate names first.
+(:mod:`fleet.registry.decoding` turns them into typed changes).
+``docs/etcd-schema.md`` documents each key, its value, writer and lifetime.
+A name is never allowed to contain ``/``: it would let one key impersonate
+another (``schedule/<m>/<name>``), so the builders reject it even though
+callers validate names first.
 """
 
 from __future__ import annotations

@@ -43,9 +43,7 @@ class WatchRegistry(RegistryBase):
                 changes.append(change)
         return changes, revision
 
-    async def watch(
-        self, scope: Scope, start_revision: int
-    ) -> AsyncIterator[list[RegistryEvent]]:
+    async def watch(self, scope: Scope, start_revision: int) -> AsyncIterator[list[RegistryEvent]]:
         """Batches of changes in ``scope`` from ``start_revision`` (0: from now)."""
         key = scope_prefix(self.keys, scope)
         end = range_end(key)

@@ -10,6 +10,7 @@ from typing import TypeVar
 
 from fleet.cluster.etcd import EtcdProcess
 from fleet.core.model import DesiredState, Machine
+from fleet.core.requirements import parse_requirements
 from fleet.core.unitfile import UnitFile
 from fleet.engine import Engine
 from fleet.metrics import FleetMetrics
@@ -73,7 +74,8 @@ class SimulatedCluster:
         self, name: str, x_fleet: str = "", desired: DesiredState = DesiredState.LAUNCHED
     ) -> str:
         body, hash = unit_body(x_fleet)
-        await self.registry.create_unit(name, body, hash, desired)
+        is_global = parse_requirements(name, UnitFile.parse(body)).is_global
+        await self.registry.create_unit(name, body, hash, desired, is_global)
         return hash
 
     async def schedule(self) -> dict[str, list[str]]:

@@ -309,7 +309,9 @@ async def test_desired_state_and_hash_changes_rewrite_the_schedule_entry(
             entry, lambda e: e is not None and e[1] is DesiredState.LOADED, what="loaded"
         )
         body, new_hash = _other_body()
-        await cluster.registry.replace_unit("app.service", body, new_hash, DesiredState.LAUNCHED)
+        await cluster.registry.replace_unit(
+            "app.service", body, new_hash, DesiredState.LAUNCHED, is_global=False
+        )
         await wait_until(
             entry, lambda e: e == (new_hash, DesiredState.LAUNCHED), what="new hash launched"
         )

@@ -13,8 +13,15 @@ import pytest
 from fleet.core.model import DesiredState, Job, Machine
 from fleet.core.scheduler import plan
 from fleet.engine.view import ClusterState, PassWrites
-from fleet.ports import EventKind, ScheduleChange, WatchEvent
-from fleet.registry import codec
+from fleet.ports import (
+    BodyChanged,
+    JobChanged,
+    MachineChanged,
+    MetadataChanged,
+    RegistryEvent,
+    ScheduleChange,
+    ScheduleChanged,
+)
 from tests.engine.harness import unit_body
 
 BODIES = dict(
@@ -26,29 +33,22 @@ BODIES[OTHER_HASH] = _other_body
 L, LD, IN = DesiredState.LAUNCHED, DesiredState.LOADED, DesiredState.INACTIVE
 
 
-def put(key: str, value: bytes, revision: int = 1) -> WatchEvent:
-    return WatchEvent(EventKind.PUT, key, value, revision)
+def machine(machine_id: str, **metadata: str) -> RegistryEvent:
+    return MachineChanged(machine_id, Machine(machine_id, "", metadata), 1)
 
 
-def delete(key: str, revision: int = 1) -> WatchEvent:
-    return WatchEvent(EventKind.DELETE, key, b"", revision)
-
-
-def machine(machine_id: str, **metadata: str) -> WatchEvent:
-    return put(f"machine/{machine_id}", codec.encode_machine(Machine(machine_id, "", metadata)))
-
-
-def job(name: str, desired: DesiredState = L, hash: str = HASH) -> list[WatchEvent]:
-    return [
-        put(f"unit/{hash}", codec.encode_body(BODIES[hash])),
-        put(f"job/{name}", codec.encode_job(Job(name, hash, desired))),
-    ]
+def job(name: str, desired: DesiredState = L, hash: str = HASH) -> list[RegistryEvent]:
+    return [BodyChanged(hash, BODIES[hash], 1), JobChanged(name, Job(name, hash, desired), 1)]
 
 
 def scheduled(
     name: str, machine_id: str, desired: DesiredState = L, hash: str = HASH
-) -> WatchEvent:
-    return put(f"schedule/{machine_id}/{name}", codec.encode_schedule(hash, desired))
+) -> RegistryEvent:
+    return ScheduleChanged(machine_id, name, Job(name, hash, desired), 1)
+
+
+def unscheduled(name: str, machine_id: str, revision: int = 1) -> RegistryEvent:
+    return ScheduleChanged(machine_id, name, None, revision)
 
 
 def one_pass(view: ClusterState) -> PassWrites:
@@ -59,7 +59,7 @@ def one_pass(view: ClusterState) -> PassWrites:
 @dataclass(frozen=True)
 class Case:
     id: str
-    events: list[WatchEvent]
+    events: list[RegistryEvent]
     changes: list[ScheduleChange]
     reasons: dict[str, str | None] = field(default_factory=dict)
     existing_reasons: dict[str, str] = field(default_factory=dict)
@@ -179,29 +179,23 @@ def test_stale_events_do_not_undo_an_own_write_and_the_echo_is_not_a_change() ->
     view.expect(writes)
     view.written(writes)
     # An older delete of the same key (revision before our write) arrives late.
-    assert not view.apply([delete("schedule/m1/a.service", revision=1)])
+    assert not view.apply([unscheduled("a.service", "m1", revision=1)])
     assert view.schedule == {"a.service": {"m1": Job("a.service", HASH, L)}}
     # Our echo: no replan needed, and the key is no longer shadowed.
     assert not view.apply([scheduled("a.service", "m1")])
     assert view.pending == {}
-    assert view.apply([delete("schedule/m1/a.service", revision=9)])
+    assert view.apply([unscheduled("a.service", "m1", revision=9)])
     assert view.schedule == {}
 
 
 def test_dynamic_metadata_overlays_and_hides_published_metadata() -> None:
     view = ClusterState()
     view.apply([machine("m1", role="web", disk="ssd")])
-    view.apply([put("machine-metadata/m1/role", codec.encode_metadata_value("db"))])
-    view.apply([put("machine-metadata/m1/disk", codec.encode_metadata_value(None))])
+    view.apply([MetadataChanged("m1", "role", "db", 1)])
+    view.apply([MetadataChanged("m1", "disk", None, 1)])  # a tombstone hides the key
     assert dict(view.effective_machines()["m1"].metadata) == {"role": "db"}
-    view.apply([delete("machine-metadata/m1/disk")])
+    view.apply([MetadataChanged("m1", "disk", None, 2, removed=True)])
     assert dict(view.effective_machines()["m1"].metadata) == {"role": "db", "disk": "ssd"}
-
-
-def test_a_corrupt_value_is_ignored_and_the_rest_still_plans() -> None:
-    view = ClusterState()
-    view.apply([machine("m1"), put("job/broken.service", b"not json"), *job("a.service")])
-    assert list(one_pass(view).changes) == [ScheduleChange("a.service", "m1", HASH, L)]
 
 
 @pytest.mark.parametrize(
