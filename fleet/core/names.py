@@ -5,7 +5,8 @@ A unit name is ``prefix.suffix`` or ``prefix@instance.suffix`` (a template when
 the instance is empty). Everything that accepts a name from a user (fleetctl,
 the API) calls :func:`validate_unit_name` or :meth:`UnitName.parse` before
 writing anything, so a name that reaches the store is always one systemd would
-accept and can never escape the units directory.
+accept and a plain file name in the units directory: no '/', no leading '.',
+at most 255 bytes.
 """
 
 from __future__ import annotations
@@ -33,7 +34,10 @@ KNOWN_SUFFIXES: frozenset[str] = frozenset(
     }
 )
 TEMPLATE_SUFFIXES: frozenset[str] = frozenset({"path", "service", "socket", "target", "timer"})
-MAX_UNIT_NAME_LENGTH = 256
+# systemd's UNIT_NAME_MAX (256) counts the terminating NUL, and Linux file names
+# are at most 255 bytes: every name must also be a file in the units directory.
+# Names are ASCII (see _ALLOWED_CHAR), so characters are bytes.
+MAX_UNIT_NAME_LENGTH = 255
 
 _ALLOWED_CHAR = re.compile(r"[a-zA-Z0-9:_.@\-\\]")
 _MESSAGE_NAME_LIMIT = 64
@@ -83,6 +87,8 @@ def validate_unit_name(name: str) -> None:
     prefix = stem.partition("@")[0]
     if not prefix:
         raise bad("the part before '@' or the unit type suffix is empty")
+    if name.startswith("."):
+        raise bad("must not start with '.' (it would be a hidden file in the units directory)")
 
 
 def _split(name: str) -> tuple[str, str | None, str]:

@@ -188,7 +188,7 @@ BAD_INPUT = [
     pytest.param(("submit", "broken.service"), "unable to parse unit file", id="broken-unit-file"),
     pytest.param(("submit", "../x.service"), "unable to find unit file", id="dot-dot-path"),
     pytest.param(("submit", "a/b.service"), "unable to find unit file", id="missing-dir"),
-    pytest.param(("submit", "a" * 300 + ".service"), "longer than 256", id="300-char-name"),
+    pytest.param(("submit", "a" * 300 + ".service"), "longer than 255", id="300-char-name"),
     pytest.param(("submit", "bad name.service"), "not allowed", id="space-in-name"),
     pytest.param(("start", "hello@.service"), "cannot activate template", id="start-template"),
     pytest.param(("list-unit-files", "--fields=unit,x"), "Invalid key", id="unknown-field"),
