@@ -4,7 +4,7 @@ The functional tests drive fleet the way fleet's own harness did: fleetctl on
 the host against the cluster's etcd, commands on the machines through
 ``nsenter`` (or ssh), machines killed, rebooted and replaced under fleet's
 feet. This module owns that vocabulary on top of :mod:`fleet.cluster.nodes`
-and :mod:`fleet.cluster.cli` (the same code ``fleet-cluster up`` runs), so a
+and :mod:`fleet.cluster.config` (the same code ``fleet-cluster up`` runs), so a
 test reads like the scenario it checks.
 """
 
@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import TypeVar
 
 from fleet.cluster import nodes
-from fleet.cluster.cli import DEFAULT_KEY_PREFIX, ClusterConfig, registered_machines
+from fleet.cluster.config import DEFAULT_KEY_PREFIX, ClusterConfig
 from fleet.cluster.etcd import EtcdProcess
 from fleet.cluster.provision import default_fleetd
+from fleet.cluster.registration import registered_machines
 from fleet.errors import Timeout
 
 T = TypeVar("T")
