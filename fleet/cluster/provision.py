@@ -183,4 +183,7 @@ def provision_machine(
         tcp = re.sub(r"(?m)^ListenStream=.*$", f"ListenStream={api_port}", tcp)
         write(system / "fleet-tcp.socket", tcp)
         written.append(_enable(system, target, "fleet-tcp.socket"))
+        # As its [Install] says: fleet.service pulls it in, so a start of fleet
+        # after a stop brings the TCP listener back too.
+        written.append(_enable(system, "fleet.service", "fleet-tcp.socket"))
     return written

@@ -89,6 +89,9 @@ def test_api_port_and_restart_sec_options(tmp_path: Path) -> None:
     tcp = (system / "fleet-tcp.socket").read_text()
     assert "ListenStream=54728\n" in tcp and "Service=fleet.service" in tcp
     assert (system / "multi-user.target.wants/fleet-tcp.socket").is_symlink()
+    # fleet.service pulls it in: a start after a stop brings the TCP API back.
+    assert (system / "fleet.service.wants/fleet-tcp.socket").is_symlink()
+    assert "Before=fleet.service" in tcp
     assert (system / "fleet.service.d/50-fleet-cluster.conf").read_text() == (
         "[Service]\nRestartSec=1s\n"
     )

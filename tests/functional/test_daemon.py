@@ -9,6 +9,7 @@ changes fleetd under the cluster's feet, so each boots a private cluster.
 from __future__ import annotations
 
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -17,6 +18,7 @@ import pytest
 from fleet.cluster import nodes
 from tests.functional.cluster import VENV_BIN, Cluster
 from tests.functional.isolated import (
+    API_PORT,
     api_fleetctl,
     journal,
     machine_ids,
@@ -155,3 +157,40 @@ def test_restart_keeps_units_running_and_in_place(fresh: Callable[..., Cluster])
     assert "resumed its presence" in journal(cluster, host, "-u", "fleet")
     assert "Stopping hello" not in journal(cluster, host, "_PID=1")
     cluster.fleetctl("destroy", "hello.service")
+
+
+@pytest.mark.parametrize(
+    "cycle",
+    [
+        pytest.param((("stop", "fleet"), ("start", "fleet")), id="stop-then-start"),
+        pytest.param((("restart", "fleet"),), id="restart"),
+        pytest.param((("stop", "fleet.socket"), ("start", "fleet")), id="socket-stopped"),
+    ],
+)
+def test_every_socket_serves_again_after_fleet_comes_back(
+    fresh: Callable[..., Cluster], cycle: tuple[tuple[str, str], ...]
+) -> None:
+    """After any stop/start/restart of fleet.service, the unix socket, the TCP API and
+    /metrics all answer again (fleet-tcp.socket is pulled in by fleet.service and
+    ordered before it: a socket cannot start once its service runs)."""
+    cluster = fresh(1)
+    (machine,) = cluster.machines
+    inside = [str(VENV_BIN / "fleetctl"), "list-machines", "--no-legend"]
+    metrics = f"http://{machine.ip}:{API_PORT}/metrics"
+
+    def serving() -> bool:
+        unix = cluster.exec(machine, inside).returncode == 0
+        tcp = api_fleetctl(machine, "list-machines", "--no-legend").returncode == 0
+        try:
+            with urllib.request.urlopen(metrics, timeout=2) as response:
+                scraped = b"fleet_" in response.read()
+        except OSError:
+            scraped = False
+        return unix and tcp and scraped
+
+    cluster.wait_for(serving, what="every fleet socket serving")
+    for verb, unit in cycle:
+        cluster.systemctl(machine, verb, unit, check=True)
+    cluster.wait_for(serving, what=f"every fleet socket serving after {cycle}")
+    for socket in ("fleet.socket", "fleet-tcp.socket"):
+        assert unit_property(cluster, machine, socket, "ActiveState") == "active"
