@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Awaitable, Callable
-from typing import Any, ParamSpec
+from typing import Any, ParamSpec, TypeVar
 
 P = ParamSpec("P")
+T = TypeVar("T")
 
 TEST_DEADLINE = 30.0
 
@@ -30,12 +31,22 @@ def async_test(fn: Callable[P, Awaitable[Any]]) -> Callable[P, None]:
 
 
 async def eventually(
-    probe: Callable[[], Awaitable[bool]], timeout: float = 10.0, interval: float = 0.02
-) -> None:
-    """Poll ``probe`` until it holds; fail with a clear message at the deadline."""
+    probe: Callable[[], Awaitable[T]],
+    condition: Callable[[T], object] = bool,
+    *,
+    timeout: float = 10.0,
+    interval: float = 0.02,
+    what: str = "condition",
+) -> T:
+    """Poll ``probe`` until ``condition`` holds on its value (by default: the value
+    is truthy) and return that value; fail with a clear message at the deadline.
+    The one poller of the coroutine tests: for state nobody can await."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    while not await probe():
+    while True:
+        value = await probe()
+        if condition(value):
+            return value
         if loop.time() > deadline:
-            raise AssertionError(f"condition not reached within {timeout}s")
+            raise AssertionError(f"{what} not reached within {timeout}s; last value: {value!r}")
         await asyncio.sleep(interval)

@@ -16,6 +16,7 @@ from fleet.engine import Engine
 from fleet.metrics import FleetMetrics
 from fleet.ports import MachineLease
 from fleet.registry.etcd import EtcdRegistry
+from tests.asyncsupport import eventually
 
 T = TypeVar("T")
 
@@ -148,12 +149,4 @@ async def wait_until(
     what: str = "condition",
 ) -> T:
     """Poll ``probe`` until ``condition`` holds on its value; return that value."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = await probe()
-        if condition(value):
-            return value
-        if loop.time() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout}s; last value: {value!r}")
-        await asyncio.sleep(0.05)
+    return await eventually(probe, condition, timeout=timeout, interval=0.05, what=what)
