@@ -30,10 +30,12 @@ fi
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
-# Reinstall only when pyproject.toml changed since the last install.
+# Reinstall only when pyproject.toml or constraints.txt changed since the last install.
+# The test extra pulls in the daemon extra (fleetd, fleet-cluster); constraints.txt pins
+# every version so CI installs exactly what was tested.
 stamp=.venv/.fleet-installed
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt "$stamp" ]; then
     .venv/bin/pip install -q --upgrade pip
-    .venv/bin/pip install -q -e '.[test]'
+    .venv/bin/pip install -q -c constraints.txt -e '.[test]'
     touch "$stamp"
 fi

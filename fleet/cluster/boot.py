@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from fleet.cluster.claims import claim
 from fleet.cluster.footprint import (
     cgroup_pids,
     is_nspawn,
@@ -49,7 +50,9 @@ CLUSTER_KEY = "id_ed25519"  # in the state dir: the key every machine's sshd acc
 
 
 def ensure_bridge(lay: Layout) -> None:
-    """The host side of the network; idempotent so etcd can bind to it before boot."""
+    """The host side of the network; idempotent so etcd can bind to it before boot.
+    Claims the layout first: FleetError if another live cluster uses it."""
+    claim(lay)
     if not link_exists(lay.bridge):
         run(["ip", "link", "add", lay.bridge, "type", "bridge"])
     addrs = run(["ip", "-4", "-o", "addr", "show", "dev", lay.bridge]).stdout

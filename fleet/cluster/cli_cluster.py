@@ -9,6 +9,7 @@ carries only what a caller consumes (the ``eval`` lines, the status table).
 from __future__ import annotations
 
 import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,21 +21,31 @@ from fleet.cluster.config import DEFAULT_KEY_PREFIX, ClusterConfig
 from fleet.cluster.etcd import EtcdProcess
 from fleet.cluster.provision import default_fleetd, fleet_conf, parse_metadata
 from fleet.cluster.registration import registered_machines, wait_registered
+from fleet.entry import require_daemon_extra
 from fleet.errors import FleetError, InvalidConfig, NotFound, Timeout
 
 DEFAULT_API_PORT = 54728
 
 
 def env_lines(state_dir: Path) -> list[str]:
+    """Shell lines that point fleetctl (this installation's, first on PATH) at the
+    cluster, with the cluster's SSH key and its machines' host keys, so
+    ``fleetctl ssh/status/journal/--tunnel`` work without a prompt."""
     cfg = ClusterConfig.load(state_dir)
+    state_dir = state_dir.absolute()
     key = state_dir / nodes.CLUSTER_KEY
+    bin_dir = Path(sys.executable).parent
     return [
+        f'export PATH="{bin_dir}:$PATH"',
         "export FLEETCTL_DRIVER=etcd",
         f"export FLEETCTL_ENDPOINT={cfg.etcd_endpoint}",
         f"export FLEETCTL_ETCD_KEY_PREFIX={cfg.key_prefix}",
         "export FLEETCTL_SSH_USERNAME=root",
+        f"export FLEETCTL_SSH_IDENTITY_FILE={key}",
+        f"export FLEETCTL_KNOWN_HOSTS_FILE={nodes.known_hosts_path(state_dir)}",
         f"export FLEET_CLUSTER_STATE_DIR={state_dir}",
-        f"# ssh to a machine: ssh-add {key}   (or ssh -i {key} root@<ip>)",
+        f"# ssh to a machine: ssh -i {key} -o UserKnownHostsFile="
+        f"{nodes.known_hosts_path(state_dir)} root@<ip>",
     ]
 
 
@@ -108,6 +119,8 @@ def up(
     except NotFound:
         pass
     fleetd = (fleetd_path or default_fleetd()).absolute()
+    if not no_fleetd and fleetd_path is None:
+        require_daemon_extra("fleet-cluster up (the machines run this installation's fleetd)")
     if not no_fleetd and not fleetd.exists():
         raise FleetError(f"{fleetd} not found: install the project (pip install -e .)")
     if not no_fleetd and not nodes.visible_in_machines(fleetd):
@@ -121,6 +134,7 @@ def up(
         extra_config[key.strip()] = value.strip()
     lay = nodes.Layout(state_dir, prefix, subnet, bridge)
     lay.check()
+    nodes.check_free(lay)
     _down(state_dir, prefix, bridge)
     state_dir.mkdir(parents=True, exist_ok=True)
     nodes.ensure_bridge(lay)

@@ -17,12 +17,22 @@ a ``setup`` callback installs into its upper dir (fleetd, see
 from __future__ import annotations
 
 from fleet.cluster.boot import CLUSTER_KEY, add, boot, ensure_bridge
+from fleet.cluster.claims import check_free
 from fleet.cluster.footprint import CGROUP_GROUP, MACHINES_DIR, NSPAWN_RUN
 from fleet.cluster.host import check_host, project_binds, visible_in_machines
 from fleet.cluster.image import NODE_TARGET, SSHD_DIR, NodeSpec
 from fleet.cluster.inside import exec, system_state, systemctl
 from fleet.cluster.power import kill, replace, restart, start, stop
-from fleet.cluster.state import DEFAULT_STATE_DIR, STATE_FILE, Layout, Node, find, layout, load
+from fleet.cluster.state import (
+    DEFAULT_STATE_DIR,
+    STATE_FILE,
+    Layout,
+    Node,
+    find,
+    known_hosts_path,
+    layout,
+    load,
+)
 from fleet.cluster.teardown import teardown
 
 __all__ = [
@@ -39,11 +49,13 @@ __all__ = [
     "NodeSpec",
     "add",
     "boot",
+    "check_free",
     "check_host",
     "ensure_bridge",
     "exec",
     "find",
     "kill",
+    "known_hosts_path",
     "layout",
     "load",
     "project_binds",

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from fleet.errors import InvalidConfig
 
-UNITS_DIR = Path(__file__).resolve().parents[2] / "units"
+UNITS_DIR = Path(__file__).parent / "units"  # the checkout's units/, or the wheel's copy
 DEFAULT_TARGET = "multi-user.target"
 FLEETD_PLACEHOLDER = "@FLEETD@"
 DROPIN_NAME = "50-fleet-cluster.conf"

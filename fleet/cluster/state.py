@@ -22,6 +22,7 @@ from fleet.errors import FleetError, NotFound
 
 DEFAULT_STATE_DIR = Path("/tmp/fleet-cluster")
 STATE_FILE = "nodes.json"
+KNOWN_HOSTS = "known_hosts"  # every machine's sshd host key, by IP
 _UNIX_PATH_MAX = 107  # sun_path is 108 bytes including the NUL
 
 
@@ -120,6 +121,10 @@ def _node_from_json(data: dict[str, object]) -> Node:
     )
 
 
+def known_hosts_path(state_dir: Path) -> Path:
+    return state_dir / KNOWN_HOSTS
+
+
 def read_state(state_dir: Path) -> State | None:
     try:
         data = json.loads((state_dir / STATE_FILE).read_text())
@@ -147,9 +152,24 @@ def write_state(state: State) -> None:
         "host_ip": lay.host_ip,
         "nodes": [_node_to_json(n) for n in sorted(state.nodes, key=lambda n: n.index)],
     }
-    tmp = lay.state_dir / (STATE_FILE + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(lay.state_dir / STATE_FILE)
+    _replace(lay.state_dir / STATE_FILE, json.dumps(data, indent=2) + "\n")
+    # Kept beside the state so fleetctl ssh/status/journal/--tunnel never prompt
+    # (fleet-cluster env points FLEETCTL_KNOWN_HOSTS_FILE at it); a replaced
+    # machine's new host key lands here with its new state.
+    _replace(
+        lay.state_dir / KNOWN_HOSTS,
+        "".join(
+            f"{n.ip} {n.host_key}\n"
+            for n in sorted(state.nodes, key=lambda n: n.index)
+            if n.host_key
+        ),
+    )
+
+
+def _replace(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
 
 
 def update_node(state_dir: Path, node: Node) -> None:

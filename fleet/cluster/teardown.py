@@ -15,6 +15,7 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
+from fleet.cluster.claims import bridge_of_another, release
 from fleet.cluster.footprint import (
     CGROUP_GROUP,
     cgroup_roots,
@@ -92,9 +93,15 @@ def teardown(
         state = read_state(state_dir)
     if state is not None:
         lay = state.layout
+    other = bridge_of_another(lay.bridge, state_dir)
+    if other is not None:
+        raise FleetError(
+            f"bridge {lay.bridge} belongs to the live cluster in {other}: not touching it"
+        )
     remove_nodes(lay, leftover_names(lay), keep_logs)
     if link_exists(lay.bridge):
         run(["ip", "link", "del", lay.bridge], check=False)
+    release(state_dir)
     if state_dir.exists():
         if mounts_under(state_dir):
             raise FleetError(f"{state_dir}: mounts remain, not removing it")

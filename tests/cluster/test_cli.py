@@ -63,6 +63,33 @@ def test_up_status_exec_down(fake_fleetd: Path) -> None:
         # etcd outlived the `up` process
         assert _etcd_healthy(endpoint)
         assert _fleet_cluster("env").stdout == up.stdout
+        # This installation's fleetctl first on PATH, the cluster's key and its
+        # machines' host keys: fleetctl ssh/status/--tunnel never prompt.
+        assert env["PATH"] == f'"{Path(sys.executable).parent}:$PATH"'
+        assert Path(env["FLEETCTL_SSH_IDENTITY_FILE"]).is_file()
+        known = Path(env["FLEETCTL_KNOWN_HOSTS_FILE"]).read_text().splitlines()
+        assert [line.split()[:2] for line in known] == [
+            ["10.251.46.11", "ssh-ed25519"],
+            ["10.251.46.12", "ssh-ed25519"],
+        ]
+        # Another cluster may not take this one's bridge, subnet or prefix.
+        for clash, value in (
+            ("--bridge", "fccbr"),
+            ("--subnet", "10.251.46"),
+            ("--prefix", "fccn"),
+        ):
+            args = dict(zip(LAYOUT_ARGS[::2], LAYOUT_ARGS[1::2], strict=True))
+            args.update({"--bridge": "fccbr2", "--subnet": "10.251.47", "--prefix": "fccm"})
+            args[clash] = value
+            other = subprocess.run(
+                [sys.executable, "-m", "fleet.cluster", "--state-dir", "/tmp/fcc2", "up",
+                 "--no-fleetd", *[x for pair in args.items() for x in pair]],
+                capture_output=True, text=True, timeout=60, check=False,
+            )  # fmt: skip
+            assert other.returncode != 0
+            assert f"is used by the live cluster in {STATE}" in other.stderr
+            assert len(other.stderr.strip().splitlines()) == 1
+        assert _etcd_healthy(endpoint)  # the refused ups left this cluster alone
 
         status = _fleet_cluster("status")
         assert status.returncode == 0, status.stderr
@@ -88,6 +115,7 @@ def test_up_status_exec_down(fake_fleetd: Path) -> None:
     assert down.returncode == 0, down.stderr
     assert not STATE.exists()
     assert not Path("/sys/class/net/fccbr").exists()
+    assert not Path("/sys/class/net/fccbr2").exists()
     assert (
         not Path(f"/proc/{pid}/cmdline").exists()
         or b"etcd" not in Path(f"/proc/{pid}/cmdline").read_bytes()
