@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Protocol, cast
 
 from fleet.errors import FleetError, InvalidConfig
+from fleet.registry.keys import DEFAULT_PREFIX
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable
@@ -80,7 +81,7 @@ class ClientSettings:
     ca_file: str = ""
     cert_file: str = ""
     key_file: str = ""
-    etcd_key_prefix: str = "/_coreos.com/fleet/"
+    etcd_key_prefix: str = DEFAULT_PREFIX
     debug: bool = False
 
     @property

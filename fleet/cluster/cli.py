@@ -31,9 +31,9 @@ from fleet.cluster.provision import (
     provision_machine,
 )
 from fleet.errors import FleetError, InvalidConfig, NotFound, Timeout
+from fleet.registry.keys import DEFAULT_PREFIX as DEFAULT_KEY_PREFIX
 
 CLUSTER_FILE = "cluster.json"
-DEFAULT_KEY_PREFIX = "/_coreos.com/fleet/"
 DEFAULT_API_PORT = 54728
 
 

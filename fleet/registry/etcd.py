@@ -34,7 +34,7 @@ from fleet.errors import (
 from fleet.ports import EventKind, Leadership, MachineLease, ScheduleChange, WatchEvent
 from fleet.registry import codec
 from fleet.registry.client import EtcdConnection, parse_endpoints
-from fleet.registry.keys import Keys, range_end
+from fleet.registry.keys import DEFAULT_PREFIX, Keys, range_end
 
 if TYPE_CHECKING:  # prometheus_client is not imported by fleetctl's etcd driver
     from fleet.metrics import FleetMetrics
@@ -42,7 +42,6 @@ if TYPE_CHECKING:  # prometheus_client is not imported by fleetctl's etcd driver
 log = logging.getLogger(__name__)
 _L = TypeVar("_L", bound="_HeldLease")
 
-DEFAULT_PREFIX = "/_coreos.com/fleet/"
 MAX_TXN_OPS = 128  # etcd's default --max-txn-ops
 _MAX_TXN_BYTES = 1024 * 1024  # under etcd's default 1.5 MiB --max-request-bytes
 _PAGE = 1000  # keys per Range page: bounded messages however big the cluster grows

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 from fleet.errors import InvalidInput, InvalidUnitName
 
+DEFAULT_PREFIX = "/_coreos.com/fleet/"
+"""fleet's default ``etcd_key_prefix``."""
+
 UNIT = "unit/"
 JOB = "job/"
 GLOBAL = "global/"
