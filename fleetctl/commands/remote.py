@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from fleet.core.model import Machine
     from fleet.core.views import UnitInfo
     from fleetctl.client import FleetClient
-    from fleetctl.tunnel import SSHConnection
+    from fleetctl.ssh import SSHConnection
 
 pass_app = click.make_pass_decorator(App)
 
@@ -162,12 +162,12 @@ class Remote:
         self._conns: dict[str, SSHConnection] = {}
 
     def connect(self, address: str) -> SSHConnection:
-        from fleetctl import tunnel
+        from fleetctl import ssh
 
-        target = tunnel.join_host_port(address, self.ssh_port)
+        target = ssh.join_host_port(address, self.ssh_port)
         if target not in self._conns:
-            self._conns[target] = tunnel.SSHConnection.open(
-                target, tunnel.ssh_settings(self.app.settings), via=self.app.tunnel()
+            self._conns[target] = ssh.SSHConnection.open(
+                target, self.app.settings.ssh_settings(), via=self.app.tunnel()
             )
         return self._conns[target]
 

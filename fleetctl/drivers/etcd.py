@@ -23,7 +23,7 @@ from fleet.errors import InvalidInput, StoreUnavailable
 if TYPE_CHECKING:
     from fleet.registry.etcd import EtcdRegistry
     from fleetctl.client import ClientSettings
-    from fleetctl.tunnel import SSHConnection
+    from fleetctl.ssh import SSHConnection
 
 T = TypeVar("T")
 
@@ -199,13 +199,13 @@ async def _forwarded(
     endpoint, each carried over SSH (``direct-tcpip``) to that endpoint as the
     bastion routes it (fleet: the address "must be routable from the server")."""
     from fleet.registry.endpoints import split_endpoint
-    from fleetctl import tunnel as ssh
+    from fleetctl import ssh
 
     own = tunnel is None
     conn = tunnel
     if conn is None:
         conn = await asyncio.to_thread(
-            ssh.SSHConnection.open, settings.tunnel, ssh.ssh_settings(settings)
+            ssh.SSHConnection.open, settings.tunnel, settings.ssh_settings()
         )
     forwards: list[ssh.LocalForward] = []
 
