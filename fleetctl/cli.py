@@ -21,7 +21,7 @@ from fleet import __version__
 from fleet.errors import FleetError
 from fleet.registry.keys import DEFAULT_PREFIX
 from fleetctl.client import DEFAULT_ENDPOINT, LEGACY_ETCD_ENDPOINTS, ClientSettings
-from fleetctl.commands import lists, meta, plan, remote, units
+from fleetctl.commands import fdforward, lists, meta, plan, remote, restart, units
 from fleetctl.context import App
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
@@ -255,6 +255,8 @@ for _command in (
     *lists.COMMANDS,
     *plan.COMMANDS,
     *remote.COMMANDS,
+    *restart.COMMANDS,
+    *fdforward.COMMANDS,
     *meta.COMMANDS,
 ):
     cli.add_command(_command)
