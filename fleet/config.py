@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from fleet.errors import InvalidConfig
+from fleet.registry.keys import DEFAULT_PREFIX
 
 DEFAULT_CONFIG_PATH = "/etc/fleet/fleet.conf"
 ENV_PREFIX = "FLEET_"
@@ -35,7 +36,7 @@ class FleetConfig:
     etcd_cafile: str = ""
     etcd_certfile: str = ""
     etcd_keyfile: str = ""
-    etcd_key_prefix: str = "/_coreos.com/fleet/"
+    etcd_key_prefix: str = DEFAULT_PREFIX
     etcd_request_timeout: float = 1.0  # seconds
     engine_reconcile_interval: float = 2.0  # seconds
     public_ip: str = ""

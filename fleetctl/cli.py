@@ -19,8 +19,9 @@ import click
 
 from fleet import __version__
 from fleet.errors import FleetError
+from fleet.registry.keys import DEFAULT_PREFIX
 from fleetctl.client import DEFAULT_ENDPOINT, LEGACY_ETCD_ENDPOINTS, ClientSettings
-from fleetctl.commands import lists, meta, plan, remote, units
+from fleetctl.commands import fdforward, lists, meta, plan, remote, restart, units
 from fleetctl.context import App
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
@@ -175,7 +176,7 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 
 @_str_option("etcd-keyfile", "", "DEPRECATED: use --key-file.", hidden=True)
 @_str_option(
     "etcd-key-prefix",
-    "/_coreos.com/fleet/",
+    DEFAULT_PREFIX,
     "Keyspace for fleet data in etcd (development use only!).",
 )
 @_bool_option("debug", False, "Print out more debug information to stderr.")
@@ -254,6 +255,8 @@ for _command in (
     *lists.COMMANDS,
     *plan.COMMANDS,
     *remote.COMMANDS,
+    *restart.COMMANDS,
+    *fdforward.COMMANDS,
     *meta.COMMANDS,
 ):
     cli.add_command(_command)

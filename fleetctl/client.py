@@ -13,9 +13,11 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, cast
 
 from fleet.errors import FleetError, InvalidConfig
+from fleet.registry.keys import DEFAULT_PREFIX
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable
@@ -23,7 +25,7 @@ if TYPE_CHECKING:
     from fleet.core.model import DesiredState, Machine, UnitState
     from fleet.core.unitfile import UnitFile
     from fleet.core.views import UnitInfo
-    from fleetctl.tunnel import SSHConnection
+    from fleetctl.ssh import SSHConnection, SSHSettings
 
 DRIVERS = ("api", "etcd")
 DEFAULT_ENDPOINT = "unix:///var/run/fleet.sock"
@@ -80,12 +82,24 @@ class ClientSettings:
     ca_file: str = ""
     cert_file: str = ""
     key_file: str = ""
-    etcd_key_prefix: str = "/_coreos.com/fleet/"
+    etcd_key_prefix: str = DEFAULT_PREFIX
     debug: bool = False
 
     @property
     def endpoints(self) -> tuple[str, ...]:
         return tuple(part.strip() for part in self.endpoint.split(",") if part.strip())
+
+    def ssh_settings(self) -> SSHSettings:
+        """The SSH part of the global flags, in the SSH package's own terms."""
+        from fleetctl.ssh import SSHSettings  # paramiko: only SSH paths pay for it
+
+        return SSHSettings(
+            username=self.ssh_username,
+            timeout=self.ssh_timeout,
+            known_hosts_file=Path(self.known_hosts_file).expanduser(),
+            strict_host_key_checking=self.strict_host_key_checking,
+            identity_files=tuple(Path(p).expanduser() for p in self.ssh_identity_files),
+        )
 
 
 Warn = Callable[[str], None]

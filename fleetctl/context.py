@@ -22,7 +22,7 @@ from fleetctl.client import ClientSettings, connect, resolve_driver
 if TYPE_CHECKING:
     from fleet.ports import Clock
     from fleetctl.client import FleetClient
-    from fleetctl.tunnel import SSHConnection
+    from fleetctl.ssh import SSHConnection
 
 T = TypeVar("T")
 
@@ -70,10 +70,10 @@ class App:
         if not self.settings.tunnel:
             return None
         if self._tunnel is None:
-            from fleetctl import tunnel  # paramiko: only SSH paths pay for it
+            from fleetctl import ssh  # paramiko: only SSH paths pay for it
 
-            self._tunnel = tunnel.SSHConnection.open(
-                self.settings.tunnel, tunnel.ssh_settings(self.settings)
+            self._tunnel = ssh.SSHConnection.open(
+                self.settings.tunnel, self.settings.ssh_settings()
             )
         return self._tunnel
 

@@ -17,7 +17,6 @@ from fleet.cluster.provision import provision_machine
 from fleet.errors import FleetError
 
 CLUSTER_FILE = "cluster.json"
-DEFAULT_KEY_PREFIX = "/_coreos.com/fleet/"
 
 
 @dataclass

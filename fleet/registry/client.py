@@ -16,19 +16,21 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import grpc  # type: ignore[import-untyped]
 import grpc.aio  # type: ignore[import-untyped]
 from aetcd import rpc
 
 from fleet.errors import InvalidConfig, StoreCompacted, StoreError, StoreUnavailable
+from fleet.registry.endpoints import Endpoint, parse_endpoints
 
 if TYPE_CHECKING:  # prometheus_client is not imported by fleetctl's etcd driver
     from fleet.metrics import FleetMetrics
+
+# parse_endpoints lives in fleet.registry.endpoints; its callers import it from here.
+__all__ = ["Endpoint", "EtcdConnection", "parse_endpoints", "translate"]
 
 log = logging.getLogger(__name__)
 
@@ -45,34 +47,6 @@ _CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = (
 )
 
 _UNAVAILABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
-
-
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    url: str
-    target: str  # host:port for gRPC
-    tls: bool
-
-
-def parse_endpoints(endpoints: Sequence[str]) -> list[Endpoint]:
-    """fleet's ``etcd_servers``: URLs, possibly comma-joined, tried in order."""
-    parsed: list[Endpoint] = []
-    for item in endpoints:
-        for url in (part.strip() for part in item.split(",")):
-            if not url:
-                continue
-            split = urlsplit(url if "://" in url else f"http://{url}")
-            if split.scheme not in ("http", "https") or not split.hostname:
-                raise InvalidConfig(f"invalid etcd endpoint {url!r}: want http(s)://host:port")
-            try:
-                port = split.port or 2379
-            except ValueError as exc:
-                raise InvalidConfig(f"invalid etcd endpoint {url!r}: {exc}") from exc
-            host = f"[{split.hostname}]" if ":" in split.hostname else split.hostname
-            parsed.append(Endpoint(url, f"{host}:{port}", split.scheme == "https"))
-    if not parsed:
-        raise InvalidConfig("no etcd endpoint given")
-    return parsed
 
 
 def _read(path: str | None, what: str) -> bytes | None:

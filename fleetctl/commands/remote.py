@@ -1,223 +1,32 @@
-"""Commands that reach into machines: ssh, status, journal, restart, fd-forward.
-
-Each command first asks the cluster (through the one client, inside
-:meth:`App.run`) where to go, then runs its command on that machine: locally
-when the machine is this one (``/etc/machine-id``), otherwise over SSH to the
-machine's public IP, hopping through the ``--tunnel`` bastion when one is set
-(the same connection the client used). The remote part runs outside the event
-loop so Ctrl-C ends ``journal -f`` at once, and its exit status becomes ours.
-SSH failures (unknown or changed host key, authentication) are
-:class:`~fleet.errors.SSHError` and reach the user as one message, exit 1.
+"""Commands that run on the machine of a unit or of a machine id: ``ssh``,
+``status``, ``journal``. Each first asks the cluster where to go (through the
+one client inside :meth:`App.run`, with :mod:`fleetctl.targets`), then runs its
+command there with :class:`~fleetctl.runner.Remote`.
 """
 
 from __future__ import annotations
 
-import shlex
-import subprocess
-import sys
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from fleet.core.model import DesiredState
 from fleet.errors import FleetError
 from fleetctl.context import App
+from fleetctl.runner import DEFAULT_SSH_PORT, Remote
+from fleetctl.targets import Call, LookupFailed, global_unit_calls, is_placed, resolve_ssh_target
 
 if TYPE_CHECKING:
     from fleet.core.model import Machine
-    from fleet.core.views import UnitInfo
     from fleetctl.client import FleetClient
-    from fleetctl.tunnel import SSHConnection
 
 pass_app = click.make_pass_decorator(App)
-
-MACHINE_ID_PATH = Path("/etc/machine-id")
-DEFAULT_SSH_PORT = 22
-
-
-def local_machine_id(path: Path = MACHINE_ID_PATH) -> str:
-    try:
-        return path.read_text().strip()
-    except OSError:
-        return ""
 
 
 def trim_to_dashes(args: Sequence[str]) -> list[str]:
     """fleet's TrimToDashes: everything after the first ``--``, if there is one."""
     args = list(args)
     return args[args.index("--") + 1 :] if "--" in args else args
-
-
-# --- where to run -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Call:
-    """One command to run on one machine (``address`` is its public IP, "" if unknown)."""
-
-    machine_id: str
-    address: str
-    argv: tuple[str, ...]
-
-
-class LookupFailed(FleetError):
-    """A machine or unit argument does not lead to a machine."""
-
-
-async def machine_by_prefix(client: FleetClient, prefix: str) -> Machine:
-    """fleet's findAddressInMachineList: the one live machine whose id starts with ``prefix``."""
-    found = [m for m in await client.list_machines() if m.id.startswith(prefix)]
-    if len(found) > 1:
-        raise LookupFailed("found more than one machine")
-    if not found:
-        raise LookupFailed("machine does not exist")
-    return found[0]
-
-
-async def machine_of_unit(client: FleetClient, arg: str) -> Machine | None:
-    """fleet's findAddressInRunningUnits: the machine a non-global unit is placed on
-    (None if it is placed nowhere known)."""
-    from fleet.core.names import mangle_unit_name
-
-    info = await client.get_unit(mangle_unit_name(arg))
-    if info is None:
-        raise LookupFailed("unit does not exist")
-    if info.is_global:
-        raise LookupFailed("global units unsupported")
-    if not info.machine_id:
-        return None
-    machines = {m.id: m for m in await client.list_machines()}
-    return machines.get(info.machine_id)
-
-
-async def _ok(lookup: Awaitable[Machine | None]) -> Machine | None:
-    try:
-        return await lookup
-    except LookupFailed:
-        return None
-
-
-async def resolve_ssh_target(
-    client: FleetClient, *, machine: str | None, unit: str | None, target: str | None
-) -> Machine | None:
-    if machine:
-        return await machine_by_prefix(client, machine)
-    if unit:
-        return await machine_of_unit(client, unit)
-    if target is None:
-        raise LookupFailed("one machine or unit must be provided")
-    by_machine = await _ok(machine_by_prefix(client, target))
-    by_unit = await _ok(machine_of_unit(client, target))
-    if by_machine is not None and by_unit is not None:
-        raise LookupFailed(
-            f"ambiguous argument, both machine and unit found for `{target}`.\n"
-            "Please use flag `-m` or `-u` to refine the search"
-        )
-    if by_machine is None and by_unit is None:
-        raise LookupFailed("could not find matching unit or machine")
-    return by_machine or by_unit
-
-
-async def global_unit_calls(
-    client: FleetClient, name: str, argv: tuple[str, ...], machines: dict[str, Machine]
-) -> list[Call]:
-    """``argv`` on every machine that publishes a state for global unit ``name``."""
-    states = await client.list_unit_states(unit_name=name)
-    ids = sorted({state.machine_id for state in states})
-    return [Call(mid, machines[mid].public_ip if mid in machines else "", argv) for mid in ids]
-
-
-# --- how to run -------------------------------------------------------------------------
-
-
-class _TextSink:
-    """Bytes written to a text stream that has no binary buffer (tests, wrappers)."""
-
-    def __init__(self, stream: IO[str]) -> None:
-        self._stream = stream
-
-    def write(self, data: bytes) -> None:
-        self._stream.write(data.decode(errors="replace"))
-
-    def flush(self) -> None:
-        self._stream.flush()
-
-
-def _binary(stream: IO[str]) -> Any:
-    stream.flush()
-    buffer = getattr(stream, "buffer", None)
-    return buffer if buffer is not None else _TextSink(stream)
-
-
-class Remote:
-    """Runs commands on machines; one SSH connection per machine per invocation."""
-
-    def __init__(self, app: App, ssh_port: int = DEFAULT_SSH_PORT) -> None:
-        self.app = app
-        self.ssh_port = ssh_port
-        self.local_id = local_machine_id()
-        self._conns: dict[str, SSHConnection] = {}
-
-    def connect(self, address: str) -> SSHConnection:
-        from fleetctl import tunnel
-
-        target = tunnel.join_host_port(address, self.ssh_port)
-        if target not in self._conns:
-            self._conns[target] = tunnel.SSHConnection.open(
-                target, tunnel.ssh_settings(self.app.settings), via=self.app.tunnel()
-            )
-        return self._conns[target]
-
-    def run_ssh(
-        self, address: str, command: str, *, forward_agent: bool = False, pty: bool = False
-    ) -> int:
-        conn = self.connect(address)
-        return conn.run(
-            command,
-            forward_agent=forward_agent,
-            pty=pty,
-            stdout=_binary(self.app.out),
-            stderr=_binary(self.app.err),
-        )
-
-    def run(self, call: Call) -> int:
-        if self.local_id and call.machine_id == self.local_id:
-            return self._run_local(call.argv)
-        if not call.address:
-            raise FleetError(f"Error getting machine IP: machine {call.machine_id} is not known")
-        return self.run_ssh(call.address, shlex.join(call.argv))
-
-    def _run_local(self, argv: Sequence[str]) -> int:
-        self.app.out.flush()
-        self.app.err.flush()
-        try:
-            done = subprocess.run(
-                argv, check=False, stdout=_fd(self.app.out), stderr=_fd(self.app.err)
-            )
-        except OSError as exc:
-            raise FleetError(f"Error running local command: {exc}") from exc
-        return done.returncode
-
-    def close(self) -> None:
-        for conn in self._conns.values():
-            conn.close()
-        self._conns.clear()
-
-    def __enter__(self) -> Remote:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def _fd(stream: IO[str]) -> int | None:
-    try:
-        return stream.fileno()
-    except (OSError, ValueError, AttributeError):
-        return None
 
 
 def ssh_port_option(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -284,10 +93,6 @@ def ssh(
 # --- status -----------------------------------------------------------------------------
 
 
-def _placed(info: UnitInfo) -> bool:
-    return info.current is not None and info.current is not DesiredState.INACTIVE
-
-
 @click.command("status", help="Output the status of one or more units in the cluster.")
 @click.argument("units", nargs=-1)
 @ssh_port_option
@@ -312,7 +117,7 @@ def status(app: App, units: tuple[str, ...], ssh_port: int) -> int:
                 argv = ("systemctl", "status", info.name)
                 global_ += await global_unit_calls(client, info.name, argv, machines)
                 continue
-            if not _placed(info) or not info.machine_id:
+            if not is_placed(info) or not info.machine_id:
                 raise FleetError(f"Unit {target.name} does not appear to be loaded.")
             machine = machines.get(info.machine_id)
             address = machine.public_ip if machine else ""
@@ -383,7 +188,7 @@ def journal(
             raise FleetError(f"Unit {target.name} does not exist.")
         if info.is_global:
             raise FleetError(f"Unable to retrieve journal of global unit {target.name}.")
-        if not _placed(info) or not info.machine_id:
+        if not is_placed(info) or not info.machine_id:
             raise FleetError(f"Unit {target.name} does not appear to be running.")
         machines = {m.id: m for m in await client.list_machines()}
         machine = machines.get(info.machine_id)
@@ -401,85 +206,4 @@ def journal(
             return remote.run(call)
 
 
-# --- restart ----------------------------------------------------------------------------
-
-
-@click.command(
-    "restart",
-    help="Restart one or more units in the cluster: a stop then a start, waited for. "
-    "Global units are restarted with systemctl on every machine that runs them.",
-)
-@click.argument("units", nargs=-1)
-@click.option(
-    "--block-attempts",
-    type=int,
-    default=0,
-    show_default=True,
-    help="Wait at most this many attempts (about 2 s each) per step; 0 waits forever.",
-)
-@ssh_port_option
-@pass_app
-def restart(app: App, units: tuple[str, ...], block_attempts: int, ssh_port: int) -> int:
-    from fleetctl.commands.units import create_units, registry_units, unit_args, waiter
-    from fleetctl.waiting import block_attempts as attempts_of
-
-    if not units:
-        app.warn("No units given")
-        return 0
-    targets = unit_args(units)
-    attempts = attempts_of(block_attempts, no_block=False)
-
-    async def step(client: FleetClient, info: UnitInfo, state: DesiredState) -> None:
-        await client.set_desired_state(info.name, state)
-        await waiter(app, client).wait_unit_states([info.name], state, attempts)
-
-    async def body(client: FleetClient) -> list[Call]:
-        # Like fleet, the units to restart are those that existed before the
-        # lazy submit: a unit created now is inactive and cannot be restarted.
-        infos = await registry_units(client, targets)
-        await create_units(
-            app, client, targets=targets, command="submit", replace=False, attempts=attempts
-        )
-        machines: dict[str, Machine] | None = None
-        calls: list[Call] = []
-        for info in infos:
-            if info.is_global:
-                if machines is None:
-                    machines = {m.id: m for m in await client.list_machines()}
-                argv = ("systemctl", "restart", info.name)
-                calls += await global_unit_calls(client, info.name, argv, machines)
-            elif not _placed(info):
-                app.warn(f"Unable to restart unit {info.name} in state inactive")
-            elif info.current is DesiredState.LOADED:
-                await step(client, info, DesiredState.LAUNCHED)
-            else:
-                await step(client, info, DesiredState.LOADED)
-                await step(client, info, DesiredState.LAUNCHED)
-        return calls
-
-    with app.session():
-        calls = app.run(body)
-        with Remote(app, ssh_port) as remote:
-            first = 0
-            for call in calls:
-                first = first or remote.run(call)
-            return first
-
-
-# --- fd-forward -------------------------------------------------------------------------
-
-
-@click.command(
-    "fd-forward",
-    help="Proxy stdin and stdout to a unix domain socket (used on the far side of --tunnel).",
-)
-@click.argument("socket_path", metavar="SOCKET")
-def fd_forward(socket_path: str) -> int:
-    from fleetctl.fdforward import fd_forward as forward
-
-    sys.stdout.flush()
-    forward(socket_path)
-    return 0
-
-
-COMMANDS = (restart, status, journal, ssh, fd_forward)
+COMMANDS = (status, journal, ssh)

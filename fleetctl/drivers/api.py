@@ -34,7 +34,7 @@ from fleet.errors import (
 
 if TYPE_CHECKING:
     from fleetctl.client import ClientSettings
-    from fleetctl.tunnel import SSHConnection
+    from fleetctl.ssh import SSHConnection
 
 API_PATH = "/fleet/v1/"
 # Any host name works over a unix socket; this one shows up in server logs.
@@ -307,7 +307,7 @@ async def connect(settings: ClientSettings, tunnel: SSHConnection | None = None)
             key_file=settings.key_file or None,
         )
     # paramiko is slow to import: only --tunnel pays for it.
-    from fleetctl import tunnel as ssh
+    from fleetctl import ssh
 
     base_url, uds = parse_endpoint(settings.endpoint)
     context = (
@@ -318,7 +318,7 @@ async def connect(settings: ClientSettings, tunnel: SSHConnection | None = None)
     conn = tunnel
     if conn is None:
         conn = await asyncio.to_thread(
-            ssh.SSHConnection.open, settings.tunnel, ssh.ssh_settings(settings)
+            ssh.SSHConnection.open, settings.tunnel, settings.ssh_settings()
         )
     try:
         transport = ssh.tunnel_transport(conn, uds=uds, ssl_context=context)

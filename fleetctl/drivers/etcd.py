@@ -23,7 +23,7 @@ from fleet.errors import InvalidInput, StoreUnavailable
 if TYPE_CHECKING:
     from fleet.registry.etcd import EtcdRegistry
     from fleetctl.client import ClientSettings
-    from fleetctl.tunnel import SSHConnection
+    from fleetctl.ssh import SSHConnection
 
 T = TypeVar("T")
 
@@ -198,16 +198,14 @@ async def _forwarded(
     """gRPC takes no custom transport, so aetcd is pointed at one local listener per
     endpoint, each carried over SSH (``direct-tcpip``) to that endpoint as the
     bastion routes it (fleet: the address "must be routable from the server")."""
-    from urllib.parse import urlsplit
-
-    from fleet.errors import InvalidConfig
-    from fleetctl import tunnel as ssh
+    from fleet.registry.endpoints import split_endpoint
+    from fleetctl import ssh
 
     own = tunnel is None
     conn = tunnel
     if conn is None:
         conn = await asyncio.to_thread(
-            ssh.SSHConnection.open, settings.tunnel, ssh.ssh_settings(settings)
+            ssh.SSHConnection.open, settings.tunnel, settings.ssh_settings()
         )
     forwards: list[ssh.LocalForward] = []
 
@@ -220,16 +218,10 @@ async def _forwarded(
     local: list[str] = []
     try:
         for endpoint in endpoints:
-            split = urlsplit(endpoint if "://" in endpoint else f"http://{endpoint}")
-            try:
-                port = split.port or 2379
-            except ValueError as exc:
-                raise InvalidConfig(f"invalid etcd endpoint {endpoint!r}: {exc}") from exc
-            if not split.hostname:
-                raise InvalidConfig(f"invalid etcd endpoint {endpoint!r}: want http(s)://host:port")
-            forward = ssh.LocalForward(conn, split.hostname, port, timeout=settings.request_timeout)
+            scheme, host, port = split_endpoint(endpoint)
+            forward = ssh.LocalForward(conn, host, port, timeout=settings.request_timeout)
             forwards.append(forward)
-            local.append(f"{split.scheme}://{forward.address}")
+            local.append(f"{scheme}://{forward.address}")
     except BaseException:
         close()
         raise

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from fleet.errors import HostKeyMismatch, HostKeyUnknown, SSHError
-from fleetctl.tunnel import (
+from fleetctl.ssh import (
     KnownHosts,
     SSHConnection,
     SSHSettings,
