@@ -17,12 +17,13 @@ from pathlib import Path
 import click
 
 from fleet.cluster import nodes
-from fleet.cluster.config import DEFAULT_KEY_PREFIX, ClusterConfig
+from fleet.cluster.config import ClusterConfig
 from fleet.cluster.etcd import EtcdProcess
 from fleet.cluster.provision import default_fleetd, fleet_conf, parse_metadata
 from fleet.cluster.registration import registered_machines, wait_registered
 from fleet.entry import require_daemon_extra
 from fleet.errors import FleetError, InvalidConfig, NotFound, Timeout
+from fleet.registry.keys import DEFAULT_PREFIX as DEFAULT_KEY_PREFIX
 
 DEFAULT_API_PORT = 54728
 

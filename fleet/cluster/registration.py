@@ -11,8 +11,8 @@ import subprocess
 import time
 from collections.abc import Sequence
 
-from fleet.cluster.config import DEFAULT_KEY_PREFIX
 from fleet.errors import Timeout
+from fleet.registry.keys import DEFAULT_PREFIX as DEFAULT_KEY_PREFIX
 
 
 def registered_machines(endpoint: str, key_prefix: str = DEFAULT_KEY_PREFIX) -> set[str]:

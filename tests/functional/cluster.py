@@ -20,11 +20,12 @@ from pathlib import Path
 from typing import TypeVar
 
 from fleet.cluster import nodes
-from fleet.cluster.config import DEFAULT_KEY_PREFIX, ClusterConfig
+from fleet.cluster.config import ClusterConfig
 from fleet.cluster.etcd import EtcdProcess
 from fleet.cluster.provision import default_fleetd
 from fleet.cluster.registration import registered_machines
 from fleet.errors import Timeout
+from fleet.registry.keys import DEFAULT_PREFIX as DEFAULT_KEY_PREFIX
 
 T = TypeVar("T")
 MachineRef = nodes.Node | str | int  # a Node, its name, IP or machine id, or its 1-based index
