@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
+from typing import assert_never
 
 from fleet.core.model import DesiredState, Job, Machine
 from fleet.core.requirements import Requirements
@@ -104,14 +105,19 @@ def apply_action(
     current: dict[str, CurrentUnit], action: AgentAction, desired: Mapping[str, DesiredUnit]
 ) -> None:
     """What executing ``action`` successfully does to the agent's local view."""
-    if action.kind is ActionKind.UNLOAD:
-        current.pop(action.unit, None)
-    elif action.kind is ActionKind.LOAD:
-        current[action.unit] = CurrentUnit(desired[action.unit].hash, DesiredState.LOADED)
-    elif action.kind is ActionKind.START:
-        current[action.unit] = CurrentUnit(current[action.unit].hash, DesiredState.LAUNCHED)
-    elif action.kind is ActionKind.STOP:
-        current[action.unit] = CurrentUnit(current[action.unit].hash, DesiredState.LOADED)
+    match action.kind:
+        case ActionKind.UNLOAD:
+            current.pop(action.unit, None)
+        case ActionKind.LOAD:
+            current[action.unit] = CurrentUnit(desired[action.unit].hash, DesiredState.LOADED)
+        case ActionKind.START:
+            current[action.unit] = CurrentUnit(current[action.unit].hash, DesiredState.LAUNCHED)
+        case ActionKind.STOP:
+            current[action.unit] = CurrentUnit(current[action.unit].hash, DesiredState.LOADED)
+        case ActionKind.RELOAD:
+            pass  # systemd re-read its files: nothing changes in the agent's view
+        case unreachable:
+            assert_never(unreachable)
 
 
 def apply_plan(
