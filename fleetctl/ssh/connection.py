@@ -9,6 +9,7 @@ ssh-agent's keys before the identity files. A failure to connect becomes
 from __future__ import annotations
 
 import contextlib
+import getpass
 import os
 import socket
 import sys
@@ -39,10 +40,33 @@ def _identity_keys(settings: SSHSettings) -> Iterator[paramiko.PKey]:
             if path in settings.identity_files:
                 raise SSHError(f"identity file {path} does not exist")
             continue
-        try:
-            yield paramiko.PKey.from_path(path)
-        except (paramiko.SSHException, OSError, ValueError) as exc:
-            raise SSHError(f"cannot load identity file {path}: {exc}") from exc
+        key = _load_key(path)
+        if key is not None:
+            yield key
+
+
+def _load_key(path: Path) -> paramiko.PKey | None:
+    """The key in ``path``; for a passphrase-protected one, ask on a terminal, else
+    skip it with one warning line (its agent copy, if any, was tried already)."""
+    try:
+        return paramiko.PKey.from_path(path)
+    except (paramiko.PasswordRequiredException, TypeError):
+        # cryptography raises TypeError for an encrypted key given no passphrase.
+        pass
+    except (paramiko.SSHException, OSError, ValueError) as exc:
+        raise SSHError(f"cannot load identity file {path}: {exc}") from exc
+    if not (sys.stdin.isatty() and sys.stderr.isatty()):
+        print(
+            f"fleetctl: skipping {path}: it is passphrase-protected "
+            "(add it to ssh-agent, or run on a terminal to be asked)",
+            file=sys.stderr,
+        )
+        return None
+    passphrase = getpass.getpass(f"Enter passphrase for {path}: ")
+    try:
+        return paramiko.PKey.from_path(path, passphrase=passphrase.encode())
+    except (paramiko.SSHException, ValueError, TypeError) as exc:
+        raise SSHError(f"cannot unlock identity file {path}: {exc}") from exc
 
 
 class SSHConnection:

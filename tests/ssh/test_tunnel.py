@@ -236,3 +236,40 @@ def test_tunnel_https_endpoint_speaks_tls_inside_the_channel(
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_passphrase_protected_key_is_skipped_with_one_warning(
+    sshd: SSHServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No terminal to ask on: the encrypted key is skipped with one line (no
+    TypeError traceback) and the next key authenticates."""
+    import subprocess
+
+    locked = tmp_path / "id_locked"
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "secret", "-f", str(locked)], check=True
+    )
+    s = settings(sshd, tmp_path / "kh", strict=False)
+    s = SSHSettings(**{**s.__dict__, "identity_files": (locked, sshd.client_key)})
+    with SSHConnection.open(sshd.address, s) as conn:
+        assert conn.run("true") == 0
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        f"fleetctl: skipping {locked}: it is passphrase-protected "
+        "(add it to ssh-agent, or run on a terminal to be asked)"
+    ]
+
+
+def test_only_a_passphrase_protected_key_fails_authentication_cleanly(
+    sshd: SSHServer, tmp_path: Path
+) -> None:
+    import subprocess
+
+    locked = tmp_path / "id_locked"
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "secret", "-f", str(locked)], check=True
+    )
+    s = settings(sshd, tmp_path / "kh", strict=False)
+    s = SSHSettings(**{**s.__dict__, "identity_files": (locked,)})
+    with pytest.raises(SSHError, match="no SSH key to authenticate"):
+        SSHConnection.open(sshd.address, s)
