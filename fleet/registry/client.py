@@ -53,9 +53,13 @@ def _read(path: str | None, what: str) -> bytes | None:
     if path is None:
         return None
     try:
-        return Path(path).read_bytes()
+        data = Path(path).read_bytes()
     except OSError as exc:
-        raise InvalidConfig(f"cannot read etcd {what} {path}: {exc}") from exc
+        raise InvalidConfig(f"cannot read etcd {what} {path}: {exc.strerror or exc}") from exc
+    if b"-----BEGIN " not in data:
+        # grpc would only fail later, at the handshake, without naming the file.
+        raise InvalidConfig(f"etcd {what} {path} is not a PEM file")
+    return data
 
 
 def translate(exc: grpc.aio.AioRpcError, url: str) -> StoreError:

@@ -27,6 +27,7 @@ from fleet.errors import (
     AlreadyExists,
     APIError,
     FleetError,
+    InvalidConfig,
     InvalidInput,
     NotFound,
     StoreUnavailable,
@@ -45,13 +46,23 @@ _MAX_PAGES = 10_000  # a server that never stops paging is broken, not big
 def _ssl_context(
     ca_file: str | None, cert_file: str | None, key_file: str | None
 ) -> ssl.SSLContext:
-    context = ssl.create_default_context(cafile=ca_file or None)
+    try:
+        context = ssl.create_default_context(cafile=ca_file or None)
+    except (OSError, ssl.SSLError) as exc:
+        raise InvalidConfig(f"cannot load CA file {ca_file}: {_reason(exc)}") from exc
     if cert_file:
         try:
             context.load_cert_chain(cert_file, key_file or None)
         except (OSError, ssl.SSLError) as exc:
-            raise FleetError(f"cannot load client certificate {cert_file}: {exc}") from exc
+            raise InvalidConfig(
+                f"cannot load client certificate {cert_file}: {_reason(exc)}"
+            ) from exc
     return context
+
+
+def _reason(exc: OSError) -> str:
+    # OSError and ssl.SSLError keep the readable part in strerror.
+    return str(exc.strerror or exc)
 
 
 def parse_endpoint(endpoint: str) -> tuple[str, str | None]:
@@ -77,7 +88,8 @@ def parse_endpoint(endpoint: str) -> tuple[str, str | None]:
     )
 
 
-def _message(response: httpx.Response) -> str:
+def _message(response: httpx.Response) -> str | None:
+    """The message of fleet's error envelope; None if the body is not one."""
     try:
         body = response.json()
         message = body["error"]["message"]
@@ -85,14 +97,27 @@ def _message(response: httpx.Response) -> str:
             return message
     except (ValueError, KeyError, TypeError):
         pass
-    return response.reason_phrase or f"HTTP {response.status_code}"
+    return None
 
 
-def _raise_for(response: httpx.Response) -> None:
+def _is_not_found(response: httpx.Response) -> bool:
+    """fleet's 404 for a unit (with its envelope), not any server's 404."""
+    return response.status_code == 404 and _message(response) is not None
+
+
+def _raise_for(response: httpx.Response, endpoint: str) -> None:
     if response.status_code < 400:
         return
     message = _message(response)
     status = response.status_code
+    if message is None:
+        # Every fleet API error carries the envelope: something else answered.
+        raise APIError(
+            f"{endpoint} did not answer as a fleet API (HTTP {status} "
+            f"{response.reason_phrase or ''}".rstrip()
+            + "); an etcd endpoint needs --driver=etcd",
+            status,
+        )
     if status == 400:
         raise InvalidInput(message)
     if status == 404:
@@ -199,7 +224,7 @@ class ApiClient:
         query = dict(params or {})
         for _ in range(_MAX_PAGES):
             response = await self._request("GET", path, params=query)
-            _raise_for(response)
+            _raise_for(response, self.endpoint)
             body = response.json()
             items.extend(body.get(key) or [])
             token = body.get("nextPageToken")
@@ -216,7 +241,7 @@ class ApiClient:
 
     async def _put(self, name: str, body: dict[str, Any]) -> httpx.Response:
         response = await self._request("PUT", self._unit_path(name), json=body)
-        _raise_for(response)
+        _raise_for(response, self.endpoint)
         return response
 
     # -- FleetClient ------------------------------------------------------------------
@@ -228,9 +253,9 @@ class ApiClient:
 
     async def get_unit(self, name: str) -> UnitInfo | None:
         response = await self._request("GET", self._unit_path(name))
-        if response.status_code == 404:
+        if _is_not_found(response):
             return None
-        _raise_for(response)
+        _raise_for(response, self.endpoint)
         return _unit_info(response.json())
 
     async def create_unit(self, name: str, unit: UnitFile, desired: DesiredState) -> None:
@@ -255,9 +280,9 @@ class ApiClient:
 
     async def destroy_unit(self, name: str) -> bool:
         response = await self._request("DELETE", self._unit_path(name))
-        if response.status_code == 404:
+        if _is_not_found(response):
             return False
-        _raise_for(response)
+        _raise_for(response, self.endpoint)
         return True
 
     async def list_unit_states(
@@ -282,7 +307,7 @@ class ApiClient:
         if value is not None:
             op["value"] = {"value": value}
         response = await self._request("PATCH", "machines", json=[op])
-        _raise_for(response)
+        _raise_for(response, self.endpoint)
 
     async def aclose(self) -> None:
         try:

@@ -7,6 +7,7 @@ file is consulted, never ``~/.ssh``.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -102,6 +103,13 @@ def verify_host_key(host_id: str, key: paramiko.PKey, settings: SSHSettings) -> 
     known = KnownHosts(settings.known_hosts_file)
     if known.check(host_id, key):
         return
+    if not settings.prompt_in.isatty() and settings.prompt_in is sys.stdin:
+        # Nobody to ask (a script, CI): fail in one line instead of printing a prompt.
+        raise HostKeyUnknown(
+            f"host key of {host_id} is not in {settings.known_hosts_file} and there is no "
+            f"terminal to confirm it ({algo_name(key)} {md5_fingerprint(key)}); add it there "
+            "or use --strict-host-key-checking=false"
+        )
     out = settings.prompt_out
     out.write(
         f"The authenticity of host '{host_id}' can't be established.\n"
