@@ -13,7 +13,7 @@ import pytest
 from fleet.cluster import nodes
 from fleet.errors import SystemdError, Timeout
 from fleet.systemd.dbus import NO_SUCH_UNIT, SystemdManager, UnitChange, unit_name_from_path
-from fleet.systemd.unitdir import UnitDirectory
+from fleet.agent.unitdir import UnitDirectory
 from tests.systemd.support import NodeUnitDir, wait_for
 
 SLEEPER = "[Service]\nExecStart=/usr/bin/sleep 3000\n"
