@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from fleet.errors import InvalidUnitName
 from fleet.agent.unitdir import UnitDirectory, body_hash
+from fleet.errors import InvalidUnitName
 
 BODY = "[Service]\nExecStart=/usr/bin/sleep 3000\n"
 
