@@ -53,7 +53,20 @@ FORBIDDEN = {
     "fleet.registry": ("fleet.agent", "fleet.engine", "fleet.api", "fleet.systemd", "fleetctl"),
     "fleet.systemd": ("fleet.registry", "fleet.agent", "fleet.engine", "fleet.api", "fleetctl"),
     "fleet.engine": ("fleet.agent", "fleet.api", "fleet.systemd", "fleetctl"),
-    "fleet.agent": ("fleet.engine", "fleet.api", "fleetctl"),
+    # The agent sees its adapters only through fleet.ports (the daemon wires them).
+    "fleet.agent": (
+        "fleet.engine",
+        "fleet.api",
+        "fleet.registry",
+        "fleet.systemd",
+        "fleet.cluster",
+        "fleet.daemon",
+        "fleet.metrics",
+        "fleetctl",
+        "aetcd",
+        "grpc",
+        "dbus_fast",
+    ),
     "fleet.api": ("fleet.agent", "fleet.engine", "fleet.systemd", "fleetctl"),
     "fleetctl": (
         "fleet.agent",
