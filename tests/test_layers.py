@@ -90,3 +90,14 @@ def test_layer_imports_point_down(package: str) -> None:
         if any(name == f or name.startswith(f + ".") for f in FORBIDDEN[package])
     ]
     assert bad == []
+
+
+def test_only_tests_and_benchmarks_use_the_in_memory_systemd() -> None:
+    """fleet.systemd.memory is a test double: no shipped module may import it."""
+    shipped = [*_modules("fleet"), *_modules("fleetctl")]
+    bad = [
+        str(path.relative_to(ROOT))
+        for path in shipped
+        if path != ROOT / "fleet/systemd/memory.py" and "fleet.systemd.memory" in _imports(path)
+    ]
+    assert bad == []
