@@ -37,7 +37,7 @@ from fleet.core.unitfile import UnitFile
 from fleet.errors import FleetError, SystemdError, Timeout
 from fleet.ports.systemd import NO_SUCH_UNIT, FileChange, UnitChange, UnitTriple
 
-__all__ = ["InMemorySystemd"]
+__all__ = ["OPERATIONS", "InMemorySystemd"]
 
 FILE_NOT_FOUND = "org.freedesktop.DBus.Error.FileNotFound"
 BAD_UNIT_SETTING = "org.freedesktop.systemd1.BadUnitSetting"
@@ -56,6 +56,21 @@ _ACTIVE_SUB = {
     ".automount": "waiting",
     ".device": "plugged",
 }
+OPERATIONS = frozenset(
+    {
+        "link_unit_files",
+        "enable_unit_files",
+        "disable_unit_files",
+        "unit_file_state",
+        "reload",
+        "start_unit",
+        "stop_unit",
+        "reset_failed_unit",
+        "wait_job",
+        "unit_states",
+    }
+)
+"""What :attr:`InMemorySystemd.calls` records and :meth:`InMemorySystemd.fail` can break."""
 _MAX_UNCLAIMED_JOBS = 1024  # as the D-Bus adapter: results nobody waited for
 _QUEUE_SIZE = 4096
 
@@ -86,7 +101,8 @@ class InMemorySystemd:
     def __init__(self) -> None:
         self.calls: list[tuple[str, str]] = []
         """(operation, argument) of every call, in order: the unit name, path or
-        job id it was about, "" for reload."""
+        job id it was about ("" for reload); a call naming several units or
+        paths is one entry per unit or path."""
         self._links: dict[str, tuple[str, bool]] = {}  # name -> (path, runtime)
         self._wanted_by: dict[str, set[str]] = {}  # enabled unit -> the targets wanting it
         self._units: dict[str, _Unit] = {}  # units "in memory", as systemd keeps them
@@ -104,7 +120,7 @@ class InMemorySystemd:
         """Make the next ``times`` calls (None: every call until :meth:`clear_failures`)
         of ``operation`` (a method name such as ``"start_unit"``) raise ``error``,
         by default a SystemdError. The call is still recorded in :attr:`calls`."""
-        if not hasattr(self, operation):
+        if operation not in OPERATIONS:
             raise ValueError(f"InMemorySystemd has no operation {operation!r}")
         error = error or SystemdError(f"{operation}: {INJECTED}: injected failure", INJECTED)
         self._failures[operation] = _Failure(error, times)
