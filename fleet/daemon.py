@@ -42,6 +42,7 @@ from fleet.core.model import Machine
 from fleet.engine import Engine
 from fleet.errors import FleetError, InvalidConfig, StoreError
 from fleet.metrics import FleetMetrics
+from fleet.ports import SystemClock
 from fleet.registry.etcd import EtcdRegistry
 from fleet.systemd.dbus import SystemdManager
 
@@ -178,6 +179,7 @@ class Fleetd:
             machine,
             units_dir=config.units_directory,
             ttl=config.agent_ttl,
+            clock=SystemClock(),
             shutdown_stops_units=config.shutdown_stops_units,
             watches=not config.disable_watches,
             lease_file=Path(config.units_directory).parent / "agent.lease",

@@ -1,1 +1,1 @@
-"""The agent's systemd edge: the D-Bus manager adapter and the unit-file directory."""
+"""The agent's systemd edge: the D-Bus manager adapter, and an in-memory systemd for tests."""

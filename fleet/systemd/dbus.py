@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from dbus_fast import BusType, Message, MessageType
@@ -22,6 +21,16 @@ from dbus_fast.aio import MessageBus
 from dbus_fast.errors import DBusError
 
 from fleet.errors import SystemdError, Timeout
+from fleet.ports.systemd import NO_SUCH_UNIT, FileChange, UnitChange, UnitTriple
+
+__all__ = [
+    "NO_SUCH_UNIT",
+    "SERVICE_IFACE",
+    "SystemdManager",
+    "UnitChange",
+    "UnitTriple",
+    "unit_name_from_path",
+]
 
 SYSTEMD = "org.freedesktop.systemd1"
 MANAGER_PATH = "/org/freedesktop/systemd1"
@@ -31,7 +40,6 @@ SERVICE_IFACE = "org.freedesktop.systemd1.Service"
 PROPS_IFACE = "org.freedesktop.DBus.Properties"
 UNIT_PATH_PREFIX = "/org/freedesktop/systemd1/unit/"
 
-NO_SUCH_UNIT = "org.freedesktop.systemd1.NoSuchUnit"
 UNKNOWN_METHOD = "org.freedesktop.DBus.Error.UnknownMethod"
 CALL_TIMEOUT = 25.0  # seconds: libdbus's default reply timeout
 
@@ -47,20 +55,6 @@ _SIGNAL_RULES = (
     f"type='signal',sender='{SYSTEMD}',interface='{PROPS_IFACE}',"
     f"member='PropertiesChanged',path_namespace='{MANAGER_PATH}/unit'",
 )
-
-UnitTriple = tuple[str, str, str]
-"""(LoadState, ActiveState, SubState) as systemd reports them."""
-
-
-@dataclass(frozen=True, slots=True)
-class UnitChange:
-    """A hint that ``unit``'s state may have changed; ``active``/``sub`` are set
-    when the signal carried them. ``job_result`` is set for ``JobRemoved``."""
-
-    unit: str
-    active: str | None = None
-    sub: str | None = None
-    job_result: str | None = None
 
 
 def unit_name_from_path(path: str) -> str:
@@ -148,21 +142,21 @@ class SystemdManager:
 
     async def link_unit_files(
         self, paths: Sequence[str], runtime: bool = True, force: bool = True
-    ) -> list[tuple[str, str, str]]:
+    ) -> list[FileChange]:
         """``LinkUnitFiles``: the (type, symlink, target) changes systemd made."""
         body = await self._manager("LinkUnitFiles", "asbb", [list(paths), runtime, force])
         return [tuple(c) for c in body[0]]
 
     async def enable_unit_files(
         self, paths: Sequence[str], runtime: bool = True, force: bool = True
-    ) -> list[tuple[str, str, str]]:
+    ) -> list[FileChange]:
         """``EnableUnitFiles``: applies the files' ``[Install]`` sections."""
         body = await self._manager("EnableUnitFiles", "asbb", [list(paths), runtime, force])
         return [tuple(c) for c in body[1]]
 
     async def disable_unit_files(
         self, names: Sequence[str], runtime: bool = True
-    ) -> list[tuple[str, str, str]]:
+    ) -> list[FileChange]:
         body = await self._manager("DisableUnitFiles", "asb", [list(names), runtime])
         return [tuple(c) for c in body[0]]
 

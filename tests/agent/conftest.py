@@ -1,4 +1,5 @@
-"""One real systemd machine (nspawn) for the agent tests, driven from this process."""
+"""One real systemd machine (nspawn), booted only for the agent tests that ask for it
+(test_agent.py); the logic tests run on the in-memory systemd (tests/agent/support.py)."""
 
 from __future__ import annotations
 

@@ -122,7 +122,7 @@ def test_scheduled_unit_runs_then_is_removed(
 
     async def main() -> None:
         async with world(etcd, etcd_prefix, agent_node, unit_dir) as w:
-            await w.registry.create_unit(name, body, hash, DesiredState.LAUNCHED)
+            await w.registry.create_unit(name, body, hash, DesiredState.LAUNCHED, False)
             agent = w.agent()
             async with running(agent):
                 await w.schedule(name, hash, DesiredState.LAUNCHED)
@@ -163,7 +163,7 @@ def test_without_watches_the_resync_alone_converges(
 
     async def main() -> None:
         async with world(etcd, etcd_prefix, agent_node, unit_dir) as w:
-            await w.registry.create_unit(name, body, hash, DesiredState.LAUNCHED)
+            await w.registry.create_unit(name, body, hash, DesiredState.LAUNCHED, False)
             agent = w.agent(watches=False)
             async with running(agent):
                 names = {task.get_name() for task in asyncio.all_tasks()}
@@ -184,7 +184,7 @@ def test_etcd_outage_stops_nothing_and_recovers_without_restart(
 
     async def main() -> None:
         async with world(etcd, etcd_prefix, agent_node, unit_dir) as w:
-            await w.registry.create_unit(name, body, hash, DesiredState.LAUNCHED)
+            await w.registry.create_unit(name, body, hash, DesiredState.LAUNCHED, False)
             await w.schedule(name, hash, DesiredState.LAUNCHED)
             agent = w.agent()
             async with running(agent):
@@ -227,7 +227,7 @@ def test_restarted_agent_adopts_running_units(
 
     async def main() -> None:
         async with world(etcd, etcd_prefix, agent_node, unit_dir) as w:
-            await w.registry.create_unit(name, body, hash, DesiredState.LAUNCHED)
+            await w.registry.create_unit(name, body, hash, DesiredState.LAUNCHED, False)
             await w.schedule(name, hash, DesiredState.LAUNCHED)
             # The first fleetd has its own store connection: closing it is the
             # process exit that stops its lease keepalive.
@@ -273,8 +273,8 @@ def test_restarted_agent_resumes_its_presence_without_a_gap(
             first = w.agent(store=first_registry, lease_file=lease_file)
             try:
                 async with running(first):
-                    assert first._lease is not None
-                    lease_id = first._lease.lease_id
+                    assert first.lease is not None
+                    lease_id = first.lease.lease_id
             finally:
                 await first_registry.close()
             assert lease_file.read_text().split() == [w.machine.id, f"{lease_id:x}"]
@@ -284,7 +284,7 @@ def test_restarted_agent_resumes_its_presence_without_a_gap(
             async with running(second):
                 # Well under the TTL: no AlreadyExists backoff happened.
                 assert asyncio.get_running_loop().time() - started < TTL / 2
-                assert second._lease is not None and second._lease.lease_id == lease_id
+                assert second.lease is not None and second.lease.lease_id == lease_id
                 assert [m.id for m in await w.registry.list_machines()] == [w.machine.id]
 
     run(main)
@@ -300,8 +300,8 @@ def test_shutdown_stops_units_purges_everything(
 
     async def main() -> None:
         async with world(etcd, etcd_prefix, agent_node, unit_dir) as w:
-            await w.registry.create_unit(name, body, hash, DesiredState.LAUNCHED)
-            await w.registry.create_unit(sidekick, side_body, side_hash, DesiredState.LOADED)
+            await w.registry.create_unit(name, body, hash, DesiredState.LAUNCHED, False)
+            await w.registry.create_unit(sidekick, side_body, side_hash, DesiredState.LOADED, False)
             await w.schedule(sidekick, side_hash, DesiredState.LOADED)
             await w.schedule(name, hash, DesiredState.LAUNCHED)
             agent = w.agent(shutdown_stops_units=True)

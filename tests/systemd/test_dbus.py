@@ -1,6 +1,9 @@
-"""SystemdManager against a real systemd (an nspawn machine): fleet's
-TestSystemdUnitFlow, [Install] enabling (TestInstallUnit at systemd level),
-job results that race their reply, and D-Bus error translation."""
+"""What only the D-Bus adapter has: [Install] enabling as real symlinks on the
+machine (TestInstallUnit at systemd level), connecting, and object-path decoding.
+
+The behaviour both systemds share (fleet's TestSystemdUnitFlow, job results that
+race their reply, D-Bus error names) is in ``test_contract.py``, which runs it
+against this adapter on a real systemd and against the in-memory one."""
 
 from __future__ import annotations
 
@@ -10,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from fleet.agent.unitdir import UnitDirectory
 from fleet.cluster import nodes
-from fleet.errors import SystemdError, Timeout
-from fleet.systemd.dbus import NO_SUCH_UNIT, SystemdManager, UnitChange, unit_name_from_path
-from fleet.systemd.unitdir import UnitDirectory
+from fleet.errors import SystemdError
+from fleet.systemd.dbus import SystemdManager, unit_name_from_path
 from tests.systemd.support import NodeUnitDir, wait_for
 
 SLEEPER = "[Service]\nExecStart=/usr/bin/sleep 3000\n"
@@ -29,38 +32,6 @@ def run_with_systemd(node: nodes.Node, body: Callable[[SystemdManager], Awaitabl
 
 async def states(manager: SystemdManager, name: str) -> tuple[str, str, str]:
     return (await manager.unit_states([name]))[name]
-
-
-def test_unit_flow_load_start_stop_unload(systemd_node: nodes.Node, unit_dir: NodeUnitDir) -> None:
-    name = "h6-flow.service"
-    units = UnitDirectory(unit_dir.host)
-
-    async def body(manager: SystemdManager) -> None:
-        assert units.list() == []
-        units.write(name, SLEEPER)
-        assert units.list() == [name]
-        await manager.link_unit_files([str(unit_dir.inside / name)])
-        await manager.reload()
-        assert await states(manager, name) == ("loaded", "inactive", "dead")
-        assert await manager.unit_file_state(name) == "linked-runtime"
-
-        job = await manager.start_unit(name)
-        assert await manager.wait_job(job, 5) == "done"
-        assert await states(manager, name) == ("loaded", "active", "running")
-
-        job = await manager.stop_unit(name)
-        assert await manager.wait_job(job, 5) == "done"
-        await manager.disable_unit_files([name])
-        try:
-            await manager.reset_failed_unit(name)
-        except SystemdError as exc:  # a stopped unit may already be gone
-            assert exc.dbus_name == NO_SUCH_UNIT
-        units.remove(name)
-        await manager.reload()
-        assert units.list() == []
-        assert await states(manager, name) == ("not-found", "inactive", "dead")
-
-    run_with_systemd(systemd_node, body)
 
 
 def test_install_section_wanted_by_starts_with_its_target(
@@ -92,58 +63,6 @@ def test_install_section_wanted_by_starts_with_its_target(
         await manager.disable_unit_files([hello, sidekick])
         await manager.reload()
         assert not (wants / sidekick).exists()
-
-    run_with_systemd(systemd_node, body)
-
-
-def test_signals_report_state_changes_and_job_results(
-    systemd_node: nodes.Node, unit_dir: NodeUnitDir
-) -> None:
-    name = "h6-signals.service"
-    UnitDirectory(unit_dir.host).write(name, SLEEPER)
-
-    async def body(manager: SystemdManager) -> None:
-        queue = manager.subscribe()
-        await manager.link_unit_files([str(unit_dir.inside / name)])
-        await manager.reload()
-        # Wait for the result only after the job has surely finished: the
-        # JobRemoved signal was recorded before anyone asked for it.
-        job = await manager.start_unit(name)
-        await wait_for(lambda: states(manager, name), lambda s: s[1] == "active")
-        seen: list[UnitChange] = []
-
-        async def drain() -> list[UnitChange]:
-            while not queue.empty():
-                seen.append(queue.get_nowait())
-            return seen
-
-        await wait_for(
-            drain,
-            lambda got: (
-                any(c.unit == name and c.job_result == "done" for c in got)
-                and any(c.unit == name and c.active == "active" for c in got)
-            ),
-            what="JobRemoved and PropertiesChanged for the unit",
-        )
-        assert await manager.wait_job(job, 0.5) == "done"
-        manager.unsubscribe(queue)
-        await manager.wait_job(await manager.stop_unit(name), 5)
-        await manager.disable_unit_files([name])
-        await manager.reload()
-
-    run_with_systemd(systemd_node, body)
-
-
-def test_errors_carry_the_dbus_name(systemd_node: nodes.Node) -> None:
-    async def body(manager: SystemdManager) -> None:
-        with pytest.raises(SystemdError) as caught:
-            await manager.stop_unit("h6-no-such-unit.service")
-        assert caught.value.dbus_name == NO_SUCH_UNIT
-        assert "h6-no-such-unit.service" in str(caught.value)
-        with pytest.raises(Timeout):
-            await manager.wait_job("/org/freedesktop/systemd1/job/999999999", 0.05)
-        unknown = await manager.unit_states(["h6-unknown.service"])
-        assert unknown == {"h6-unknown.service": ("not-found", "inactive", "dead")}
 
     run_with_systemd(systemd_node, body)
 

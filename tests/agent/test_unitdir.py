@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from fleet.agent.unitdir import UnitDirectory, body_hash
 from fleet.errors import InvalidUnitName
-from fleet.systemd.unitdir import UnitDirectory, body_hash
 
 BODY = "[Service]\nExecStart=/usr/bin/sleep 3000\n"
 
