@@ -162,7 +162,7 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 
 )
 @click.option(
     "--request-timeout",
-    type=float,
+    type=click.FloatRange(min=0, min_open=True),
     default=3.0,
     envvar=_env("request-timeout"),
     show_default=True,
@@ -270,6 +270,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             prog_name="fleetctl",
             standalone_mode=False,
         )
+    except click.UsageError as exc:
+        # One line, like every other error: what is wrong, and where help is.
+        where = exc.ctx.command_path if exc.ctx is not None else "fleetctl"
+        print(f"Error: {exc.format_message()} (see '{where} --help')", file=sys.stderr)
+        return exc.exit_code
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code

@@ -56,10 +56,12 @@ def parse_fields(spec: str, valid: Iterable[str]) -> list[str]:
     if not spec:
         raise InvalidInput("Must define output format")
     fields = spec.split(",")
-    known = set(valid)
+    known = list(valid)
     for field in fields:
         if field not in known:
-            raise InvalidInput(f"Invalid key in output format: {_go_quote(field)}")
+            raise InvalidInput(
+                f"Invalid key in output format: {_go_quote(field)} (valid: {', '.join(known)})"
+            )
     return fields
 
 

@@ -31,6 +31,10 @@ class LookupFailed(FleetError):
     """A machine or unit argument does not lead to a machine."""
 
 
+class AmbiguousMachine(LookupFailed):
+    """A machine-id prefix that matches several machines."""
+
+
 def is_placed(info: UnitInfo) -> bool:
     """The unit is loaded or launched on a machine."""
     return info.current is not None and info.current is not DesiredState.INACTIVE
@@ -40,7 +44,11 @@ async def machine_by_prefix(client: FleetClient, prefix: str) -> Machine:
     """fleet's findAddressInMachineList: the one live machine whose id starts with ``prefix``."""
     found = [m for m in await client.list_machines() if m.id.startswith(prefix)]
     if len(found) > 1:
-        raise LookupFailed("found more than one machine")
+        raise AmbiguousMachine(
+            f"found more than one machine for {prefix!r} ("
+            + ", ".join(m.short_id + "..." for m in found)
+            + "): give more of the machine id"
+        )
     if not found:
         raise LookupFailed("machine does not exist")
     return found[0]
@@ -62,11 +70,13 @@ async def machine_of_unit(client: FleetClient, arg: str) -> Machine | None:
     return machines.get(info.machine_id)
 
 
-async def _ok(lookup: Awaitable[Machine | None]) -> Machine | None:
+async def _attempt(
+    lookup: Awaitable[Machine | None],
+) -> tuple[Machine | None, LookupFailed | None]:
     try:
-        return await lookup
-    except LookupFailed:
-        return None
+        return await lookup, None
+    except LookupFailed as exc:
+        return None, exc
 
 
 async def resolve_ssh_target(
@@ -78,14 +88,16 @@ async def resolve_ssh_target(
         return await machine_of_unit(client, unit)
     if target is None:
         raise LookupFailed("one machine or unit must be provided")
-    by_machine = await _ok(machine_by_prefix(client, target))
-    by_unit = await _ok(machine_of_unit(client, target))
+    by_machine, machine_error = await _attempt(machine_by_prefix(client, target))
+    by_unit, _ = await _attempt(machine_of_unit(client, target))
     if by_machine is not None and by_unit is not None:
         raise LookupFailed(
             f"ambiguous argument, both machine and unit found for `{target}`.\n"
             "Please use flag `-m` or `-u` to refine the search"
         )
     if by_machine is None and by_unit is None:
+        if isinstance(machine_error, AmbiguousMachine):
+            raise machine_error
         raise LookupFailed("could not find matching unit or machine")
     return by_machine or by_unit
 

@@ -103,6 +103,8 @@ def ssh(
 def status(app: App, units: tuple[str, ...], ssh_port: int) -> int:
     from fleetctl.commands.units import unit_args
 
+    if not units:
+        raise click.UsageError("One or more units must be provided.")
     targets = unit_args(units)
 
     async def plan(client: FleetClient) -> tuple[list[Call], list[Call]]:
@@ -153,7 +155,13 @@ def _run_all(app: App, remote: Remote, calls: Sequence[Call], *, separate: bool)
 
 @click.command("journal", help="Print the journal of a unit in the cluster to stdout.")
 @click.argument("units", nargs=-1, metavar="UNIT")
-@click.option("--lines", type=int, default=10, show_default=True, help="Number of recent lines.")
+@click.option(
+    "--lines",
+    type=click.IntRange(min=0),
+    default=10,
+    show_default=True,
+    help="Number of recent lines.",
+)
 @click.option(
     "-f", "--follow", is_flag=True, help="Continuously print new entries as they are appended."
 )
@@ -179,7 +187,7 @@ def journal(
     from fleetctl.commands.units import unit_args
 
     if len(units) != 1:
-        raise FleetError("One unit file must be provided.")
+        raise click.UsageError("One unit file must be provided.")
     (target,) = unit_args(units)
 
     async def plan(client: FleetClient) -> Call:
@@ -203,7 +211,12 @@ def journal(
     with app.session():
         call = app.run(plan)
         with Remote(app, ssh_port) as remote:
-            return remote.run(call)
+            try:
+                return remote.run(call)
+            except KeyboardInterrupt:
+                if follow:
+                    return 0  # Ctrl-C is how one stops following: not an error
+                raise
 
 
 COMMANDS = (status, journal, ssh)

@@ -127,3 +127,53 @@ def test_debug_flag_logs_to_stderr(flag: str, debug_lines: bool) -> None:
     assert result.code == 1
     assert (" DEBUG " in result.err) is debug_lines
     assert "cannot reach etcd at http://127.0.0.1:1" in result.err.splitlines()[-1]
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        pytest.param(
+            ("status",),
+            "Error: One or more units must be provided. (see 'fleetctl status --help')",
+            id="status-without-units",
+        ),
+        pytest.param(
+            ("journal",),
+            "Error: One unit file must be provided. (see 'fleetctl journal --help')",
+            id="journal-without-unit",
+        ),
+        pytest.param(
+            ("journal", "--lines", "-5", "hello.service"),
+            "Error: Invalid value for '--lines': -5 is not in the range x>=0. "
+            "(see 'fleetctl journal --help')",
+            id="journal-negative-lines",
+        ),
+        pytest.param(
+            ("--request-timeout", "-1", "list-units"),
+            "Error: Invalid value for '--request-timeout': -1.0 is not in the range x>0. "
+            "(see 'fleetctl --help')",
+            id="negative-request-timeout",
+        ),
+        pytest.param(
+            ("plan",),
+            "Error: Missing argument 'UNITS...'. (see 'fleetctl plan --help')",
+            id="plan-without-units",
+        ),
+        pytest.param(
+            ("--bogus", "list-units"),
+            "Error: No such option '--bogus'. (see 'fleetctl --help')",
+            id="unknown-flag",
+        ),
+    ],
+)
+def test_usage_errors_are_one_line_and_exit_2(args: tuple[str, ...], line: str) -> None:
+    result = run("--driver=etcd", "--endpoint=http://127.0.0.1:1", *args)
+    assert (result.code, result.out, result.err) == (2, "", line + "\n")
+
+
+def test_an_unknown_field_lists_the_valid_ones() -> None:
+    result = run("--driver=etcd", "--endpoint=http://127.0.0.1:1", "list-units", "--fields", "foo")
+    assert (result.code, result.err) == (
+        1,
+        'Invalid key in output format: "foo" (valid: unit, machine, load, active, sub, hash)\n',
+    )

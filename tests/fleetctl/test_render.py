@@ -49,13 +49,16 @@ def test_parse_fields(spec: str, valid: list[str], expected: list[str]) -> None:
     assert render.parse_fields(spec, valid) == expected
 
 
+VALID = " (valid: unit, hash, dstate, state, target, tmachine, global, desc, reason)"
+
+
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
         pytest.param("", "Must define output format", id="empty"),
-        pytest.param("unit,x", 'Invalid key in output format: "x"', id="unknown"),
-        pytest.param("unit,", 'Invalid key in output format: ""', id="trailing-comma"),
-        pytest.param('a"b', 'Invalid key in output format: "a\\"b"', id="go-quoted"),
+        pytest.param("unit,x", 'Invalid key in output format: "x"' + VALID, id="unknown"),
+        pytest.param("unit,", 'Invalid key in output format: ""' + VALID, id="trailing-comma"),
+        pytest.param('a"b', 'Invalid key in output format: "a\\"b"' + VALID, id="go-quoted"),
     ],
 )
 def test_parse_fields_errors(spec: str, message: str) -> None:
