@@ -31,7 +31,10 @@ class PrefixGroup(click.Group):
     """A group that also accepts any unambiguous prefix of a subcommand."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        return super().parse_args(ctx, [go_bool_flag(arg) for arg in args])
+        # Global flags come before the command; what follows is the command's
+        # (resolve_command rewrites those), and for ssh partly a remote command.
+        split = _command_index(self, args)
+        return super().parse_args(ctx, go_bool_flags(args[:split], self) + args[split:])
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         command = super().get_command(ctx, cmd_name)
@@ -46,6 +49,11 @@ class PrefixGroup(click.Group):
         self, ctx: click.Context, args: list[str]
     ) -> tuple[str | None, click.Command | None, list[str]]:
         _, command, rest = super().resolve_command(ctx, args)
+        if command is not None:
+            # ssh takes no flags after its target: the rest is the remote command.
+            interspersed = command.context_settings.get("allow_interspersed_args", True)
+            split = len(rest) if interspersed else _command_index(command, rest)
+            rest = go_bool_flags(rest[:split], command) + rest[split:]
         return (command.name if command else None), command, rest
 
 
@@ -70,25 +78,68 @@ def _bool_option(flag: str, default: bool, help_text: str, **extra: Any) -> Deco
     )
 
 
-BOOL_FLAGS = frozenset({"strict-host-key-checking", "debug", "experimental-api"})
 _GO_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
 _GO_FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
 
 
-def go_bool_flag(arg: str) -> str:
-    """Rewrite Go's ``--flag=false`` into click's ``--no-flag`` (and ``=true`` into
-    ``--flag``), so fleet's documented spelling keeps working while a bare
-    ``--flag`` never swallows the next argument."""
+def _bool_flags(command: click.Command) -> dict[str, str | None]:
+    """``--name`` of each boolean flag of ``command`` -> what ``--name=false`` becomes:
+    its ``--no-name`` twin, or None (a plain flag: leave it out)."""
+    flags: dict[str, str | None] = {}
+    for param in command.params:
+        if isinstance(param, click.Option) and param.is_flag and not param.count:
+            off = next((o for o in param.secondary_opts if o.startswith("--")), None)
+            for opt in param.opts:
+                if opt.startswith("--"):
+                    flags[opt] = off
+    return flags
+
+
+def go_bool_flag(arg: str, command: click.Command | None = None) -> str | None:
+    """Go's flag package accepts ``--flag=true|false`` for every boolean: rewrite it
+    into click's ``--flag`` / ``--no-flag`` (None: the flag is off, drop it), so
+    scripts written for Go fleetctl keep working while a bare ``--flag`` never
+    swallows the next argument. ``command`` defaults to fleetctl's own group."""
     if not arg.startswith("--") or "=" not in arg:
         return arg
-    name, _, value = arg[2:].partition("=")
-    if name not in BOOL_FLAGS:
+    name, _, value = arg.partition("=")
+    flags = _bool_flags(command if command is not None else cli)
+    if name not in flags:
         return arg
     if value in _GO_TRUE:
-        return f"--{name}"
+        return name
     if value in _GO_FALSE:
-        return f"--no-{name}"
-    raise click.UsageError(f'invalid argument "{value}" for "--{name}" flag')
+        return flags[name]
+    raise click.UsageError(f'invalid argument "{value}" for "{name}" flag')
+
+
+def _command_index(group: click.Command, args: list[str]) -> int:
+    """Where the subcommand's name is in ``args`` (len(args) if there is none)."""
+    takes_value = {
+        opt
+        for param in group.params
+        if isinstance(param, click.Option) and not param.is_flag
+        for opt in param.opts
+    }
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if arg == "--" or not arg.startswith("-"):
+            return index
+        index += 2 if arg in takes_value else 1
+    return index
+
+
+def go_bool_flags(args: list[str], command: click.Command) -> list[str]:
+    """:func:`go_bool_flag` over the arguments up to ``--`` (after it, nothing is a flag)."""
+    out: list[str] = []
+    for index, arg in enumerate(args):
+        if arg == "--":
+            return out + args[index:]
+        rewritten = go_bool_flag(arg, command)
+        if rewritten is not None:
+            out.append(rewritten)
+    return out
 
 
 def _str_option(flag: str, default: str | None, help_text: str, **extra: Any) -> Decorator:

@@ -109,3 +109,29 @@ def test_go_bool_flag(arg: str, expected: str) -> None:
 def test_go_bool_flag_rejects_other_values() -> None:
     with pytest.raises(click.UsageError, match='invalid argument "maybe" for "--debug" flag'):
         go_bool_flag("--debug=maybe")
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        pytest.param(["--full=true"], ["--full"], id="true"),
+        pytest.param(["--no-legend=false", "x"], ["x"], id="plain-flag-false-dropped"),
+        pytest.param(["--fields=unit", "--full=0"], ["--fields=unit"], id="zero"),
+        pytest.param(["--", "--full=true"], ["--", "--full=true"], id="after-dashes"),
+    ],
+)
+def test_every_boolean_flag_takes_gos_value_form(argv: list[str], expected: list[str]) -> None:
+    """Go's flag package: ``--flag=true|false`` for every boolean, on every command."""
+    from fleetctl.cli import go_bool_flags
+
+    assert go_bool_flags(argv, cli.commands["list-units"]) == expected
+
+
+def test_go_forms_reach_the_command() -> None:
+    from tests.fleetctl.support import run
+
+    result = run("--driver=ETCD", "--endpoint=http://127.0.0.1:1", "list-units", "--full=maybe")
+    assert (result.code, result.err) == (
+        2,
+        'Error: invalid argument "maybe" for "--full" flag (see \'fleetctl --help\')\n',
+    )
