@@ -72,7 +72,12 @@ class UnitState:
     """systemd's view of one unit on one machine, as that machine's agent published it.
 
     ``fleet_state`` is what the agent has done with the unit (``loaded`` or
-    ``launched``); fleet's currentState is derived from it.
+    ``launched``); fleet's currentState is derived from it. Beyond fleet, so that
+    a launch has an honest outcome (:func:`fleet.core.outcome.launch_outcome`):
+    ``result`` is systemd's Result of the unit (``success``, ``exit-code``, ...;
+    "" when unknown), ``start_result`` the result of the start job the agent
+    last queued for it (``done``, ``failed``, ...; "" while it runs or before
+    one), and ``error`` the agent's last failed action on it ("" if none).
     """
 
     name: str
@@ -82,3 +87,6 @@ class UnitState:
     sub_state: str
     hash: str
     fleet_state: DesiredState = DesiredState.LOADED
+    result: str = ""
+    start_result: str = ""
+    error: str = ""

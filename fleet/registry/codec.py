@@ -152,6 +152,9 @@ def encode_state(state: UnitState) -> bytes:
             "sub": state.sub_state,
             "hash": state.hash,
             "fleet_state": state.fleet_state.value,
+            "result": state.result,
+            "start_result": state.start_result,
+            "error": state.error,
         }
     )
 
@@ -170,6 +173,9 @@ def decode_state(raw: bytes, name: str, machine_id: str, where: str) -> UnitStat
         sub_state=_str(obj, "sub", where),
         hash=_str(obj, "hash", where),
         fleet_state=fleet_state,
+        result=str(obj.get("result", "")),
+        start_result=str(obj.get("start_result", "")),
+        error=str(obj.get("error", "")),
     )
 
 
