@@ -64,10 +64,16 @@ class SystemdManager(Protocol):
     async def reset_failed_unit(self, name: str) -> None: ...
 
     async def wait_job(self, job: str, timeout: float) -> str:
-        """The job's result: ``done``, ``failed``, ``canceled``, ``dependency``, ..."""
+        """The job's result: ``done``, ``failed``, ``canceled``, ``dependency``, ...
+        Timeout if it is not finished within ``timeout`` (0: only look); a
+        result that arrives after a timeout is still returned by a later call."""
 
     async def unit_states(self, names: Iterable[str]) -> dict[str, UnitTriple]:
         """(load, active, sub) for each name; unknown units come back ``not-found``."""
+
+    async def unit_results(self, names: Iterable[str]) -> dict[str, str]:
+        """systemd's ``Result`` of each service (``success``, ``exit-code``,
+        ``signal``, ...); "" for a unit that has none (not a service, unknown)."""
 
     def subscribe(self) -> asyncio.Queue[UnitChange]:
         """A new queue of state-change hints (bounded: a slow reader loses hints,

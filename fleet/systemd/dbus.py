@@ -198,6 +198,9 @@ class SystemdManager:
         try:
             return await asyncio.wait_for(asyncio.shield(fut), timeout)
         except TimeoutError as exc:
+            # Nobody waits any more: a later JobRemoved must land in _unclaimed
+            # for the next call, not in this abandoned future.
+            self._waiters.pop(job, None)
             raise Timeout(f"systemd job {job} not finished after {timeout:g}s") from exc
         finally:
             if fut.done():
@@ -217,6 +220,15 @@ class SystemdManager:
                 raise
             return {name: await self._unit_state_by_load(name) for name in wanted}
         return {str(row[0]): (str(row[2]), str(row[3]), str(row[4])) for row in body[0]}
+
+    async def unit_results(self, names: Iterable[str]) -> dict[str, str]:
+        results: dict[str, str] = {}
+        for name in sorted(set(names)):
+            results[name] = ""
+            if name.endswith(".service"):
+                with contextlib.suppress(SystemdError):
+                    results[name] = str(await self.unit_property(name, "Result", SERVICE_IFACE))
+        return results
 
     async def _unit_state_by_load(self, name: str) -> UnitTriple:
         # GetUnit fails for an inactive unit systemd has garbage-collected;

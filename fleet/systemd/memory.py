@@ -10,7 +10,10 @@ the same contract tests as the D-Bus adapter (``tests/systemd/test_contract.py``
 - a start makes a unit ``active``: ``running`` for a service, ``exited`` for a
   ``Type=oneshot`` with ``RemainAfterExit=yes`` (``inactive`` without it);
   an ``ExecStart`` of ``/bin/false`` or ``/usr/bin/false`` fails: a oneshot's
-  job ends ``failed``, any other service starts (job ``done``) and then fails;
+  job ends ``failed``, any other service starts (job ``done``) and then fails,
+  or with ``Restart=always|on-failure`` sits in ``activating``/``auto-restart``;
+  a service's ``Result`` is ``success``, ``exit-code`` or (after
+  :meth:`~InMemorySystemd.crash`) ``signal``;
 - a stop makes it ``inactive``/``dead`` (a failed unit stays failed until
   reset-failed); unknown units raise NO_SUCH_UNIT where systemd does;
 - ``[Install] WantedBy=``/``RequiredBy=`` of an enabled unit make a start of
@@ -68,6 +71,7 @@ OPERATIONS = frozenset(
         "reset_failed_unit",
         "wait_job",
         "unit_states",
+        "unit_results",
     }
 )
 """What :attr:`InMemorySystemd.calls` records and :meth:`InMemorySystemd.fail` can break."""
@@ -82,6 +86,7 @@ class _Unit:
     config: UnitFile | None
     active: str = "inactive"
     sub: str = "dead"
+    result: str = "success"  # systemd's Result of a service
 
     @property
     def triple(self) -> UnitTriple:
@@ -133,6 +138,7 @@ class InMemorySystemd:
         unit = self._units.get(name)
         if unit is None or unit.active != "active":
             raise ValueError(f"unit {name} is not running")
+        unit.result = "signal"
         self._set_state(unit, "failed", "failed")
 
     def started(self, name: str) -> int:
@@ -254,6 +260,7 @@ class InMemorySystemd:
             async with asyncio.timeout(timeout):
                 return await asyncio.shield(fut)
         except TimeoutError as exc:
+            self._waiters.pop(job, None)  # a later result goes to _results
             raise Timeout(f"systemd job {job} not finished after {timeout:g}s") from exc
         finally:
             if fut.done():
@@ -269,6 +276,16 @@ class InMemorySystemd:
         for name in wanted:
             unit = self._unit(name)
             out[name] = unit.triple if unit is not None else ("not-found", "inactive", "dead")
+        return out
+
+    async def unit_results(self, names: Iterable[str]) -> dict[str, str]:
+        wanted = sorted(set(names))
+        for name in wanted:
+            self._call("unit_results", name)
+        out: dict[str, str] = {}
+        for name in wanted:
+            unit = self._unit(name)
+            out[name] = unit.result if unit is not None and name.endswith(".service") else ""
         return out
 
     def subscribe(self) -> asyncio.Queue[UnitChange]:
@@ -354,6 +371,7 @@ class InMemorySystemd:
             return self._finish_job(unit.name, "done")
         service_type = (config.values("Service", "Type") or ["simple"])[-1]
         fails = _fails(config)
+        unit.result = "exit-code" if fails else "success"
         if service_type == "oneshot":
             if fails:
                 self._set_state(unit, "failed", "failed")
@@ -366,7 +384,12 @@ class InMemorySystemd:
         self._set_state(unit, "active", "running")
         job = self._finish_job(unit.name, "done")
         if fails:
-            self._set_state(unit, "failed", "failed")  # the process exited 1
+            # The process exited 1: systemd restarts it if told to, else it failed.
+            restart = (config.values("Service", "Restart") or ["no"])[-1]
+            if restart in ("always", "on-failure", "on-abnormal", "on-abort"):
+                self._set_state(unit, "activating", "auto-restart")
+            else:
+                self._set_state(unit, "failed", "failed")
         return job
 
     def _set_state(self, unit: _Unit, active: str, sub: str) -> None:

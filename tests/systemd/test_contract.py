@@ -339,3 +339,59 @@ async def test_unit_flow_load_start_stop_unload(systemd: OpenBackend) -> None:
         await b.manager.reload()
         assert units.list() == []
         assert await b.states(name) == ("not-found", "inactive", "dead")
+
+
+CRASH_LOOP = "[Service]\nExecStart=/bin/false\nRestart=always\nRestartSec=1h\n"
+ONESHOT_OK = "[Service]\nType=oneshot\nExecStart=/bin/true\n"
+
+
+@async_test
+async def test_result_names_how_a_service_ended(systemd: OpenBackend) -> None:
+    async with systemd() as b:
+        ok, failing = "ct-result-ok.service", "ct-result-fails.service"
+        await b.load(ok, ONESHOT_OK)
+        await b.load(failing, FAILING_SIMPLE)
+        assert await b.manager.wait_job(await b.manager.start_unit(ok), JOB_TIMEOUT) == "done"
+        await b.manager.start_unit(failing)
+        await wait_for(
+            lambda: b.states(failing),
+            lambda s: s == ("loaded", "failed", "failed"),
+            what="the unit failed",
+        )
+        assert await b.states(ok) == ("loaded", "inactive", "dead")  # ran and exited
+        assert await b.manager.unit_results([ok, failing, "ct-unknown.socket"]) == {
+            ok: "success",
+            failing: "exit-code",
+            "ct-unknown.socket": "",
+        }
+
+
+@async_test
+async def test_a_crash_looping_service_waits_to_restart(systemd: OpenBackend) -> None:
+    async with systemd() as b:
+        name = "ct-crash-loop.service"
+        await b.load(name, CRASH_LOOP)
+        await b.manager.start_unit(name)
+        await wait_for(
+            lambda: b.states(name),
+            lambda s: s == ("loaded", "activating", "auto-restart"),
+            what="systemd waiting to restart it",
+        )
+        assert await b.manager.unit_results([name]) == {name: "exit-code"}
+
+
+@async_test
+async def test_a_job_result_outlives_a_wait_that_timed_out(systemd: OpenBackend) -> None:
+    """wait_job(job, 0) only looks; the result is still there for a later look."""
+    async with systemd() as b:
+        name = "ct-job-later.service"
+        await b.load(name, SLEEPER)
+        job = await b.manager.start_unit(name)
+        result = None
+        for _ in range(200):  # sampling: a look must never lose the result
+            try:
+                result = await b.manager.wait_job(job, 0)
+                break
+            except Timeout:
+                await wait_for(lambda: b.states(name), lambda _s: True, what="a moment")
+        assert result == "done"
