@@ -28,7 +28,7 @@ T = TypeVar("T")
 
 
 def _system_clock() -> Clock:
-    from fleetctl.waiting import SystemClock  # keeps `fleetctl version` lean
+    from fleet.ports.clock import SystemClock  # keeps `fleetctl version` lean
 
     return SystemClock()
 

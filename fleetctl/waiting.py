@@ -10,8 +10,6 @@ the way fleet did (#1334).
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -28,16 +26,6 @@ if TYPE_CHECKING:
 POLL_SECONDS = 0.25
 ATTEMPT_SECONDS = 2.0
 NO_BLOCK = -1
-
-
-class SystemClock:
-    """The real clock; tests pass a fake with the same two methods."""
-
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
 
 
 def block_attempts(attempts: int, no_block: bool) -> int:
