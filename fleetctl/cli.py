@@ -20,7 +20,7 @@ import click
 from fleet import __version__
 from fleet.errors import FleetError
 from fleetctl.client import DEFAULT_ENDPOINT, LEGACY_ETCD_ENDPOINTS, ClientSettings
-from fleetctl.commands import lists, meta, plan, remote, units
+from fleetctl.commands import lists, meta, plan, remote, teardown, units
 from fleetctl.context import App
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
@@ -251,6 +251,7 @@ def _settings(ctx: click.Context, flags: dict[str, Any]) -> ClientSettings:
 
 for _command in (
     *units.COMMANDS,
+    *teardown.COMMANDS,
     *lists.COMMANDS,
     *plan.COMMANDS,
     *remote.COMMANDS,

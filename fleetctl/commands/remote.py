@@ -296,7 +296,7 @@ def _placed(info: UnitInfo) -> bool:
 @click.option("--no-block", is_flag=True, hidden=True, expose_value=False)
 @pass_app
 def status(app: App, units: tuple[str, ...], ssh_port: int) -> int:
-    from fleetctl.commands.units import unit_args
+    from fleetctl.commands.targets import unit_args
 
     targets = unit_args(units)
 
@@ -371,7 +371,7 @@ def journal(
     sudo: bool,
     output: str,
 ) -> int:
-    from fleetctl.commands.units import unit_args
+    from fleetctl.commands.targets import unit_args
 
     if len(units) != 1:
         raise FleetError("One unit file must be provided.")
@@ -420,7 +420,8 @@ def journal(
 @ssh_port_option
 @pass_app
 def restart(app: App, units: tuple[str, ...], block_attempts: int, ssh_port: int) -> int:
-    from fleetctl.commands.units import create_units, registry_units, unit_args, waiter
+    from fleetctl.commands.targets import registry_units, unit_args, waiter
+    from fleetctl.commands.units import create_units
     from fleetctl.waiting import block_attempts as attempts_of
 
     if not units:
