@@ -10,8 +10,10 @@ from fleet.cluster.etcd import EtcdProcess
 from fleet.core.model import DesiredState
 from fleet.errors import NotLeader
 from fleet.ports import ScheduleChange
-from fleet.registry.etcd import EtcdLeadership, EtcdRegistry
+from fleet.registry.etcd import EtcdRegistry
+from fleet.registry.leases import EtcdLeadership
 from tests.asyncsupport import async_test
+from tests.registry.support import dump
 
 HASH = "c" * 40
 
@@ -44,11 +46,11 @@ async def test_deposed_leader_cannot_write(etcd: EtcdProcess, etcd_prefix: str) 
         await b._revoke(old.lease_id)
         new = await b.campaign("m2", "0.1.0", ttl=5)
         assert new is not None
-        before, _ = await a.list_prefix("schedule/")
+        before = await dump(a, "schedule/")
         with pytest.raises(NotLeader):
             await a.apply_schedule(old, [ScheduleChange("x.service", "m1", HASH)], {"x": "r"})
         assert old.lost
-        assert (await a.list_prefix("schedule/"))[0] == before == {}
+        assert await dump(a, "schedule/") == before == {}
         assert await a.list_reasons() == {}
         # The new leader writes fine.
         await b.apply_schedule(new, [ScheduleChange("x.service", "m2", HASH)], {})
