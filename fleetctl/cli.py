@@ -20,7 +20,7 @@ import click
 from fleet import __version__
 from fleet.errors import FleetError
 from fleetctl.client import DEFAULT_ENDPOINT, LEGACY_ETCD_ENDPOINTS, ClientSettings
-from fleetctl.commands import lists, meta, plan, remote, teardown, units
+from fleetctl.commands import lists, meta, plan, remote, restart, teardown, units
 from fleetctl.context import App
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
@@ -255,6 +255,7 @@ for _command in (
     *lists.COMMANDS,
     *plan.COMMANDS,
     *remote.COMMANDS,
+    *restart.COMMANDS,
     *meta.COMMANDS,
 ):
     cli.add_command(_command)

@@ -1,4 +1,4 @@
-"""Commands that reach into machines: ssh, status, journal, restart, fd-forward.
+"""Commands that reach into machines: ssh, status, journal, fd-forward.
 
 Each command first asks the cluster (through the one client, inside
 :meth:`App.run`) where to go, then runs its command on that machine: locally
@@ -284,7 +284,8 @@ def ssh(
 # --- status -----------------------------------------------------------------------------
 
 
-def _placed(info: UnitInfo) -> bool:
+def is_placed(info: UnitInfo) -> bool:
+    """Whether the unit is on a machine (a current state above inactive)."""
     return info.current is not None and info.current is not DesiredState.INACTIVE
 
 
@@ -312,7 +313,7 @@ def status(app: App, units: tuple[str, ...], ssh_port: int) -> int:
                 argv = ("systemctl", "status", info.name)
                 global_ += await global_unit_calls(client, info.name, argv, machines)
                 continue
-            if not _placed(info) or not info.machine_id:
+            if not is_placed(info) or not info.machine_id:
                 raise FleetError(f"Unit {target.name} does not appear to be loaded.")
             machine = machines.get(info.machine_id)
             address = machine.public_ip if machine else ""
@@ -383,7 +384,7 @@ def journal(
             raise FleetError(f"Unit {target.name} does not exist.")
         if info.is_global:
             raise FleetError(f"Unable to retrieve journal of global unit {target.name}.")
-        if not _placed(info) or not info.machine_id:
+        if not is_placed(info) or not info.machine_id:
             raise FleetError(f"Unit {target.name} does not appear to be running.")
         machines = {m.id: m for m in await client.list_machines()}
         machine = machines.get(info.machine_id)
@@ -399,72 +400,6 @@ def journal(
         call = app.run(plan)
         with Remote(app, ssh_port) as remote:
             return remote.run(call)
-
-
-# --- restart ----------------------------------------------------------------------------
-
-
-@click.command(
-    "restart",
-    help="Restart one or more units in the cluster: a stop then a start, waited for. "
-    "Global units are restarted with systemctl on every machine that runs them.",
-)
-@click.argument("units", nargs=-1)
-@click.option(
-    "--block-attempts",
-    type=int,
-    default=0,
-    show_default=True,
-    help="Wait at most this many attempts (about 2 s each) per step; 0 waits forever.",
-)
-@ssh_port_option
-@pass_app
-def restart(app: App, units: tuple[str, ...], block_attempts: int, ssh_port: int) -> int:
-    from fleetctl.commands.targets import registry_units, unit_args, waiter
-    from fleetctl.commands.units import create_units
-    from fleetctl.waiting import block_attempts as attempts_of
-
-    if not units:
-        app.warn("No units given")
-        return 0
-    targets = unit_args(units)
-    attempts = attempts_of(block_attempts, no_block=False)
-
-    async def step(client: FleetClient, info: UnitInfo, state: DesiredState) -> None:
-        await client.set_desired_state(info.name, state)
-        await waiter(app, client).wait_unit_states([info.name], state, attempts)
-
-    async def body(client: FleetClient) -> list[Call]:
-        # Like fleet, the units to restart are those that existed before the
-        # lazy submit: a unit created now is inactive and cannot be restarted.
-        infos = await registry_units(client, targets)
-        await create_units(
-            app, client, targets=targets, command="submit", replace=False, attempts=attempts
-        )
-        machines: dict[str, Machine] | None = None
-        calls: list[Call] = []
-        for info in infos:
-            if info.is_global:
-                if machines is None:
-                    machines = {m.id: m for m in await client.list_machines()}
-                argv = ("systemctl", "restart", info.name)
-                calls += await global_unit_calls(client, info.name, argv, machines)
-            elif not _placed(info):
-                app.warn(f"Unable to restart unit {info.name} in state inactive")
-            elif info.current is DesiredState.LOADED:
-                await step(client, info, DesiredState.LAUNCHED)
-            else:
-                await step(client, info, DesiredState.LOADED)
-                await step(client, info, DesiredState.LAUNCHED)
-        return calls
-
-    with app.session():
-        calls = app.run(body)
-        with Remote(app, ssh_port) as remote:
-            first = 0
-            for call in calls:
-                first = first or remote.run(call)
-            return first
 
 
 # --- fd-forward -------------------------------------------------------------------------
@@ -483,4 +418,4 @@ def fd_forward(socket_path: str) -> int:
     return 0
 
 
-COMMANDS = (restart, status, journal, ssh, fd_forward)
+COMMANDS = (status, journal, ssh, fd_forward)

@@ -308,6 +308,7 @@ async def connect(settings: ClientSettings, tunnel: SSHConnection | None = None)
         )
     # paramiko is slow to import: only --tunnel pays for it.
     from fleetctl import tunnel as ssh
+    from fleetctl.tunnel_http import tunnel_transport
 
     base_url, uds = parse_endpoint(settings.endpoint)
     context = (
@@ -321,7 +322,7 @@ async def connect(settings: ClientSettings, tunnel: SSHConnection | None = None)
             ssh.SSHConnection.open, settings.tunnel, ssh.ssh_settings(settings)
         )
     try:
-        transport = ssh.tunnel_transport(conn, uds=uds, ssl_context=context)
+        transport = tunnel_transport(conn, uds=uds, ssl_context=context)
         return ApiClient(
             settings.endpoint,
             timeout=settings.request_timeout,

@@ -18,14 +18,9 @@ import httpx
 import pytest
 
 from fleet.errors import HostKeyMismatch, HostKeyUnknown, SSHError
-from fleetctl.tunnel import (
-    KnownHosts,
-    SSHConnection,
-    SSHSettings,
-    known_hosts_id,
-    split_host_port,
-    tunnel_transport,
-)
+from fleetctl.hostkeys import KnownHosts
+from fleetctl.tunnel import SSHConnection, SSHSettings, known_hosts_id, split_host_port
+from fleetctl.tunnel_http import tunnel_transport
 from tests.api.certs import CertificateAuthority
 from tests.ssh.conftest import SSHServer
 
