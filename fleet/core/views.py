@@ -1,9 +1,10 @@
 """Read models of units as users see them: one :class:`UnitInfo` per registry unit.
 
-Both fleetctl's etcd driver and the API server build their unit listings here,
-from what the registry holds (jobs, bodies, the engine's schedule, the agents'
-published states and the engine's unplaceable reasons), so that desired state,
-current state and target machine mean the same thing everywhere. A stored
+The unit use cases (:mod:`fleet.units`, behind both the API server and
+fleetctl's etcd driver) build every unit listing here, from what the registry
+holds (jobs, bodies, the engine's schedule, the agents' published states and
+the engine's unplaceable reasons), so that desired state, current state and
+target machine mean the same thing everywhere. A stored
 body that does not parse counts as missing (:func:`parse_bodies`): its unit is
 left out, like a job whose body was never written. Pure: the caller does the
 reading (and the logging).
