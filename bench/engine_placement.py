@@ -36,10 +36,10 @@ from fleet.cluster.etcd import EtcdProcess
 from fleet.core.model import DesiredState, Job, Machine
 from fleet.core.unitfile import UnitFile
 from fleet.engine import Engine
-from fleet.ports import EventKind
+from fleet.ports import ScheduleChanged, Scope, Topic
 from fleet.registry import codec
 from fleet.registry.etcd import EtcdRegistry
-from fleet.registry.keys import SCHEDULE, Keys
+from fleet.registry.keys import Keys
 
 PREFIX = "/fleet-bench/"
 TXN_OPS = 128
@@ -127,15 +127,15 @@ async def run_once(etcd: EtcdProcess, machines: int, units: int, raw_puts: int) 
             try:
                 while engine.statistics().passes < 1:
                     await asyncio.sleep(0.01)
-                _, revision = await registry.list_prefix(SCHEDULE)
+                _, revision = await registry.list_changes(Scope(Topic.SCHEDULE))
                 placed: set[str] = set()
                 done = asyncio.Event()
 
                 async def observe() -> None:
-                    async for batch in registry.watch_prefix(SCHEDULE, revision + 1):
-                        for event in batch:
-                            if event.kind is EventKind.PUT:
-                                placed.add(Keys.parse_schedule_key(event.key)[1])
+                    async for batch in registry.watch(Scope(Topic.SCHEDULE), revision + 1):
+                        for change in batch:
+                            if isinstance(change, ScheduleChanged) and change.entry is not None:
+                                placed.add(change.name)
                         if len(placed) >= units:
                             done.set()
                             return

@@ -21,7 +21,7 @@ from fleet import __version__
 from fleet.errors import FleetError
 from fleet.registry.keys import DEFAULT_PREFIX
 from fleetctl.client import DEFAULT_ENDPOINT, LEGACY_ETCD_ENDPOINTS, ClientSettings
-from fleetctl.commands import fdforward, lists, meta, plan, remote, restart, units
+from fleetctl.commands import fdforward, lists, meta, plan, remote, restart, teardown, units
 from fleetctl.context import App
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
@@ -303,6 +303,7 @@ def _settings(ctx: click.Context, flags: dict[str, Any]) -> ClientSettings:
 
 for _command in (
     *units.COMMANDS,
+    *teardown.COMMANDS,
     *lists.COMMANDS,
     *plan.COMMANDS,
     *remote.COMMANDS,

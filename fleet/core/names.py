@@ -1,5 +1,6 @@
 """Unit names: validation, the template/instance split, fleetctl's argument
-mangling and the ``%n %N %p %i`` specifiers fleet expands in ``[X-Fleet]``.
+mangling, the ``%n %N %p %i`` specifiers fleet expands in ``[X-Fleet]`` and the
+one rule templates obey (:func:`check_activation`: never above ``inactive``).
 
 A unit name is ``prefix.suffix`` or ``prefix@instance.suffix`` (a template when
 the instance is empty). Everything that accepts a name from a user (fleetctl,
@@ -14,7 +15,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from fleet.errors import InvalidUnitName
+from fleet.core.model import DesiredState
+from fleet.errors import InvalidInput, InvalidUnitName
 
 KNOWN_SUFFIXES: frozenset[str] = frozenset(
     {
@@ -134,6 +136,20 @@ class UnitName:
 
     def __str__(self) -> str:
         return self.name
+
+
+def may_activate(name: str, desired: DesiredState) -> bool:
+    """Whether ``name`` may be given the ``desired`` state: a template
+    (``foo@.service``) may be stored, but only ``inactive``; it is never scheduled,
+    its instances are. Raises InvalidUnitName for an invalid name."""
+    is_template = UnitName.parse(name).is_template
+    return desired is DesiredState.INACTIVE or not is_template
+
+
+def check_activation(name: str, desired: DesiredState) -> None:
+    """Raise InvalidInput (fleet's message) unless :func:`may_activate` allows it."""
+    if not may_activate(name, desired):
+        raise InvalidInput(f'cannot activate template "{name}"')
 
 
 def _basename(arg: str) -> str:

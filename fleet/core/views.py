@@ -1,23 +1,23 @@
 """Read models of units as users see them: one :class:`UnitInfo` per registry unit.
 
-Both fleetctl's etcd driver and the API server build their unit listings here,
-from what the registry holds (jobs, bodies, the engine's schedule, the agents'
-published states and the engine's unplaceable reasons), so that desired state,
-current state and target machine mean the same thing everywhere. Pure: the
-caller does the reading.
+The unit use cases (:mod:`fleet.units`, behind both the API server and
+fleetctl's etcd driver) build every unit listing here, from what the registry
+holds (jobs, bodies, the engine's schedule, the agents' published states and
+the engine's unplaceable reasons), so that desired state, current state and
+target machine mean the same thing everywhere. A stored
+body that does not parse counts as missing (:func:`parse_bodies`): its unit is
+left out, like a job whose body was never written. Pure: the caller does the
+reading (and the logging).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from fleet.core.model import DesiredState, Job, UnitState
+from fleet.core.unitfile import UnitFile
 from fleet.errors import InvalidInput
-
-if TYPE_CHECKING:
-    from fleet.core.unitfile import UnitFile
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,19 @@ class UnitInfo:
     @property
     def description(self) -> str:
         return self.unit.description or ""
+
+
+def parse_bodies(texts: Mapping[str, str]) -> tuple[dict[str, UnitFile], list[str]]:
+    """Parse stored bodies (hash -> text): the ones that parse, and the sorted
+    hashes of those that do not (left out, so their units are hidden)."""
+    bodies: dict[str, UnitFile] = {}
+    unparseable: list[str] = []
+    for digest, text in sorted(texts.items()):
+        try:
+            bodies[digest] = UnitFile.parse(text)
+        except InvalidInput:
+            unparseable.append(digest)
+    return bodies, unparseable
 
 
 def unit_is_global(name: str, unit: UnitFile) -> bool:
@@ -81,8 +94,9 @@ def build_unit_infos(
 ) -> list[UnitInfo]:
     """Join the registry's pieces into one sorted list of :class:`UnitInfo`.
 
-    A job whose body is missing (a torn write from an old client) is left out:
-    without a unit file there is nothing meaningful to show or schedule.
+    A job whose body is missing (a torn write from an old client) or did not
+    parse (see :func:`parse_bodies`) is left out: without a unit file there is
+    nothing meaningful to show or schedule.
     """
     by_unit: dict[str, list[UnitState]] = {}
     for state in states:

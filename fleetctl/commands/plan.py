@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from fleetctl.commands.units import unit_args, unit_source
+from fleetctl.commands.targets import unit_args, unit_source
 from fleetctl.context import App
 
 if TYPE_CHECKING:

@@ -101,7 +101,7 @@ def ssh(
 @click.option("--no-block", is_flag=True, hidden=True, expose_value=False)
 @pass_app
 def status(app: App, units: tuple[str, ...], ssh_port: int) -> int:
-    from fleetctl.commands.units import unit_args
+    from fleetctl.commands.targets import unit_args
 
     if not units:
         raise click.UsageError("One or more units must be provided.")
@@ -184,7 +184,7 @@ def journal(
     sudo: bool,
     output: str,
 ) -> int:
-    from fleetctl.commands.units import unit_args
+    from fleetctl.commands.targets import unit_args
 
     if len(units) != 1:
         raise click.UsageError("One unit file must be provided.")

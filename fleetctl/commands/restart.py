@@ -37,7 +37,8 @@ pass_app = click.make_pass_decorator(App)
 @ssh_port_option
 @pass_app
 def restart(app: App, units: tuple[str, ...], block_attempts: int, ssh_port: int) -> int:
-    from fleetctl.commands.units import create_units, registry_units, unit_args, waiter
+    from fleetctl.commands.targets import registry_units, unit_args, waiter
+    from fleetctl.commands.units import create_units
     from fleetctl.waiting import block_attempts as attempts_of
 
     if not units:

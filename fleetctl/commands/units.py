@@ -1,29 +1,36 @@
-"""Commands that change units: submit, load, start, stop, unload, destroy (and cat).
+"""Commands that put units into the cluster and raise them: submit, load, start (and cat).
 
 Every command validates all of its arguments (names, local files, templates,
 ``[X-Fleet]`` requirements) before its first write, so bad input never leaves
 half of a batch behind. Messages, the stdout/stderr split and exit codes are
-fleet's, except where ``features.md`` changes them on purpose.
+fleet's, except where ``docs/cli.md`` says they change on purpose.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
 from fleet.core.model import DesiredState
-from fleet.errors import FleetError, InvalidInput, InvalidUnitFile, NotFound
+from fleet.errors import InvalidInput, NotFound
+from fleetctl.commands.targets import (
+    UnitArg,
+    block_options,
+    check_requirements,
+    local_unit,
+    unit_args,
+    unit_source,
+    waiter,
+)
 from fleetctl.context import App
 
 if TYPE_CHECKING:
     from fleet.core.unitfile import UnitFile
     from fleet.core.views import UnitInfo
     from fleetctl.client import FleetClient
-    from fleetctl.waiting import Waiter
 
 SIGN_DEPRECATED = "WARNING: The signed/verified units feature is DEPRECATED and cannot be used."
 COMMAND_TARGET = {
@@ -33,101 +40,6 @@ COMMAND_TARGET = {
 }
 
 pass_app = click.make_pass_decorator(App)
-
-
-# --- argument handling ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class UnitArg:
-    """One command-line unit argument: the unit name and where its file would be."""
-
-    arg: str
-    name: str
-    path: str  # the argument's directory + the mangled name (fleet appends the suffix)
-
-
-def unit_args(args: Sequence[str]) -> list[UnitArg]:
-    """Mangle, validate and de-duplicate unit arguments, keeping their order."""
-    from fleet.core.names import mangle_unit_name, validate_unit_name
-
-    seen: dict[str, UnitArg] = {}
-    for arg in args:
-        name = mangle_unit_name(arg)
-        validate_unit_name(name)
-        if name not in seen:
-            seen[name] = UnitArg(arg, name, os.path.join(os.path.dirname(arg), name))
-    return list(seen.values())
-
-
-def read_unit_file(path: str) -> UnitFile | None:
-    """The parsed unit file at ``path``, or None if there is no such file."""
-    from fleet.core.unitfile import UnitFile
-
-    try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
-    except FileNotFoundError:
-        return None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidUnitFile(f"unable to read unit file {path}: {exc}") from exc
-    try:
-        return UnitFile.parse(text)
-    except InvalidUnitFile as exc:
-        raise InvalidUnitFile(f"unable to parse unit file {path}: {exc}") from exc
-
-
-def template_path(target: UnitArg) -> str | None:
-    """``dir/foo@.service`` for an instance argument ``dir/foo@1.service``."""
-    from fleet.core.names import UnitName
-
-    template = UnitName.parse(target.name).template
-    if template is None:
-        return None
-    return os.path.join(os.path.dirname(target.path), template)
-
-
-def local_unit(target: UnitArg) -> tuple[UnitFile, str] | None:
-    """The unit file on disk for an argument (its own file, else its local template)."""
-    unit = read_unit_file(target.path)
-    if unit is not None:
-        return unit, target.path
-    template = template_path(target)
-    if template is not None:
-        unit = read_unit_file(template)
-        if unit is not None:
-            return unit, template
-    return None
-
-
-async def unit_source(client: FleetClient, target: UnitArg) -> UnitFile:
-    """What a new unit is created from: its local file, else (for an instance)
-    its template from the registry, else the template next to the given path."""
-    from fleet.core.names import UnitName
-
-    unit = read_unit_file(target.path)
-    if unit is not None:
-        return unit
-    template_name = UnitName.parse(target.name).template
-    if template_name is None:
-        raise InvalidInput(f"unable to find unit file {target.path}")
-    template = await client.get_unit(template_name)
-    if template is not None:
-        return template.unit
-    path = template_path(target)
-    unit = read_unit_file(path) if path else None
-    if unit is None:
-        raise InvalidInput(
-            f"unable to find template Unit({template_name}) in Registry or on filesystem"
-        )
-    return unit
-
-
-def check_requirements(app: App, name: str, unit: UnitFile) -> None:
-    from fleet.core.requirements import validate_unit
-
-    for warning in validate_unit(name, unit).warnings:
-        app.warn(f"WARNING: Unit {name}: {warning}")
 
 
 # --- submit / load / start ------------------------------------------------------------
@@ -145,13 +57,12 @@ async def plan_creation(
 ) -> list[UnitWrite]:
     """Decide, without writing, which units to create or replace (fleet's
     lazyCreateUnits + checkReplaceUnitState)."""
-    from fleet.core.names import UnitName
+    from fleet.core.names import check_activation
     from fleetctl.replace import ReplaceVerdict, replace_verdict, verdict_message
 
     writes: list[UnitWrite] = []
     for target in targets:
-        if command != "submit" and UnitName.parse(target.name).is_template:
-            raise InvalidInput(f'cannot activate template "{target.name}"')
+        check_activation(target.name, COMMAND_TARGET[command])
         existing = await client.get_unit(target.name)
         if existing is None:
             unit = await unit_source(client, target)
@@ -180,12 +91,6 @@ async def plan_creation(
         check_requirements(app, target.name, unit)
         writes.append(UnitWrite(target.name, unit, existing is not None))
     return writes
-
-
-def waiter(app: App, client: FleetClient) -> Waiter:
-    from fleetctl.waiting import Waiter
-
-    return Waiter(client, app.clock_factory(), app.echo)
 
 
 async def create_units(
@@ -256,19 +161,6 @@ def unit_command(
         return click.command(command, help=UNIT_HELP[command])(pass_app(func))
 
     return decorate
-
-
-def block_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    func = click.option(
-        "--no-block", is_flag=True, help="Do not wait until the units reach their target state."
-    )(func)
-    return click.option(
-        "--block-attempts",
-        type=int,
-        default=0,
-        show_default=True,
-        help="Wait at most this many attempts (about 2 s each) for the units; 0 waits forever.",
-    )(func)
 
 
 UNIT_HELP = {
@@ -372,156 +264,6 @@ def start(
     )
 
 
-# --- stop / unload / destroy ------------------------------------------------------------
-
-
-async def registry_units(client: FleetClient, targets: Sequence[UnitArg]) -> list[UnitInfo]:
-    """fleet's findUnits: the named units that exist; unknown names are dropped."""
-    infos = [await client.get_unit(target.name) for target in targets]
-    return [info for info in infos if info is not None]
-
-
-async def lower_desired_state(
-    app: App,
-    client: FleetClient,
-    infos: Sequence[UnitInfo],
-    desired: DesiredState,
-    *,
-    verb: str,
-    attempts: int,
-) -> None:
-    """stop/unload: set ``desired`` on each unit, then wait for the non-global ones
-    (globals never report a current state) unless ``--no-block``."""
-    from fleetctl.render import go_list
-    from fleetctl.waiting import NO_BLOCK
-
-    waiting: list[str] = []
-    for info in infos:
-        await client.set_desired_state(info.name, desired)
-        if info.is_global:
-            app.echo(f"Triggered global unit {info.name} {verb}")
-        else:
-            waiting.append(info.name)
-    if attempts == NO_BLOCK:
-        for name in waiting:
-            app.echo(f"Triggered unit {name} {verb}")
-    else:
-        await waiter(app, client).wait_unit_states(waiting, desired, attempts)
-    done = {"stop": "stopped", "unload": "unloaded"}[verb]
-    app.warn(f"Successfully {done} units {go_list(waiting)}.")
-
-
-def _lower_command(
-    app: App,
-    units: tuple[str, ...],
-    block_attempts: int,
-    no_block: bool,
-    *,
-    desired: DesiredState,
-    verb: str,
-    choose: Callable[[list[UnitInfo]], list[UnitInfo]],
-) -> int:
-    """stop/unload: registry units only (unknown names dropped), ``choose`` picks
-    the ones to change (or refuses), then :func:`lower_desired_state`."""
-    from fleetctl.waiting import block_attempts as attempts_of
-
-    if not units:
-        app.warn("No units given")
-        return 0
-    targets = unit_args(units)
-    attempts = attempts_of(block_attempts, no_block)
-
-    async def body(client: FleetClient) -> int:
-        infos = await registry_units(client, targets)
-        if not infos:
-            app.warn("Units not found in registry")
-            return 0
-        todo = choose(infos)
-        await lower_desired_state(app, client, todo, desired, verb=verb, attempts=attempts)
-        return 0
-
-    return app.run(body)
-
-
-def _stoppable(infos: list[UnitInfo]) -> list[UnitInfo]:
-    for info in infos:
-        if not info.is_global and info.current is DesiredState.INACTIVE:
-            raise FleetError(f"Unable to stop unit {info.name} in state inactive")
-    return [info for info in infos if info.is_global or info.current is not DesiredState.LOADED]
-
-
-def _unloadable(infos: list[UnitInfo]) -> list[UnitInfo]:
-    # fleet skips units whose *current* state is inactive even when their desired
-    # state is not (an unplaceable unit could then never be unloaded); we skip
-    # only units that are inactive on both counts.
-    return [
-        info
-        for info in infos
-        if not (
-            info.desired is DesiredState.INACTIVE
-            and (info.is_global or info.current is DesiredState.INACTIVE)
-        )
-    ]
-
-
-@click.command("stop", help="Instruct systemd to stop one or more units in the cluster.")
-@click.argument("units", nargs=-1)
-@block_options
-@pass_app
-def stop(app: App, units: tuple[str, ...], block_attempts: int, no_block: bool) -> int:
-    return _lower_command(
-        app,
-        units,
-        block_attempts,
-        no_block,
-        desired=DesiredState.LOADED,
-        verb="stop",
-        choose=_stoppable,
-    )
-
-
-@click.command("unload", help="Unschedule one or more units in the cluster.")
-@click.argument("units", nargs=-1)
-@block_options
-@pass_app
-def unload(app: App, units: tuple[str, ...], block_attempts: int, no_block: bool) -> int:
-    return _lower_command(
-        app,
-        units,
-        block_attempts,
-        no_block,
-        desired=DesiredState.INACTIVE,
-        verb="unload",
-        choose=_unloadable,
-    )
-
-
-@click.command("destroy", help="Destroy one or more units in the cluster.")
-@click.argument("units", nargs=-1)
-@block_options
-@pass_app
-def destroy(app: App, units: tuple[str, ...], block_attempts: int, no_block: bool) -> int:
-    from fleetctl.waiting import NO_BLOCK
-    from fleetctl.waiting import block_attempts as attempts_of
-
-    if not units:
-        app.warn("No units given")
-        return 0
-    targets = unit_args(units)
-    attempts = attempts_of(block_attempts, no_block)
-
-    async def body(client: FleetClient) -> int:
-        for target in targets:
-            # A unit that is already gone is fine: destroy is idempotent.
-            await client.destroy_unit(target.name)
-            app.echo(f"Destroyed {target.name}")
-        if attempts != NO_BLOCK:
-            await waiter(app, client).wait_destroyed([t.name for t in targets], attempts)
-        return 0
-
-    return app.run(body)
-
-
 @click.command("cat", help="Output the contents of a submitted unit.")
 @click.argument("units", nargs=-1)
 @pass_app
@@ -540,4 +282,4 @@ def cat(app: App, units: tuple[str, ...]) -> int:
     return app.run(body)
 
 
-COMMANDS = (submit, load, start, stop, unload, destroy, cat)
+COMMANDS = (submit, load, start, cat)

@@ -1,10 +1,11 @@
 """The ``--driver=etcd`` client: fleetctl straight on the registry, no fleetd needed.
 
 It reads and writes through :class:`fleet.registry.etcd.EtcdRegistry` (the same
-adapter fleetd uses, so keys and transactions are identical) and builds the
-unit views with :func:`fleet.core.views.build_unit_infos`, the function the API
-server uses. Every registry call is bounded by ``--request-timeout`` so an
-unreachable etcd fails fast with :class:`~fleet.errors.StoreUnavailable`.
+adapter fleetd uses, so keys and transactions are identical) by the use cases
+of :mod:`fleet.units`, the ones the API server runs, so unit rules and unit
+views cannot differ between the drivers. Every call is bounded by
+``--request-timeout`` so an unreachable etcd fails fast with
+:class:`~fleet.errors.StoreUnavailable`.
 """
 
 from __future__ import annotations
@@ -14,24 +15,18 @@ import sys
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, TypeVar
 
-from fleet import __version__
-from fleet.core.model import DesiredState, Job, Machine, UnitState
-from fleet.core.unitfile import UnitFile
-from fleet.core.views import UnitInfo, build_unit_infos
-from fleet.errors import InvalidInput, StoreUnavailable
+from fleet import __version__, units
+from fleet.core.model import DesiredState, Machine, UnitState
+from fleet.errors import StoreUnavailable
 
 if TYPE_CHECKING:
+    from fleet.core.unitfile import UnitFile
+    from fleet.core.views import UnitInfo
     from fleet.registry.etcd import EtcdRegistry
     from fleetctl.client import ClientSettings
     from fleetctl.ssh import SSHConnection
 
 T = TypeVar("T")
-
-
-def _is_template(name: str) -> bool:
-    from fleet.core.names import UnitName  # only needed on writes
-
-    return UnitName.parse(name).is_template
 
 
 class EtcdFleetClient:
@@ -61,58 +56,27 @@ class EtcdFleetClient:
             ) from exc
 
     async def list_units(self) -> list[UnitInfo]:
-        jobs = await self._call(self._registry.list_jobs())
-        return await self._infos(jobs)
+        return await self._call(units.list_units(self._registry))
 
     async def get_unit(self, name: str) -> UnitInfo | None:
-        job = await self._call(self._registry.get_job(name))
-        if job is None:
-            return None
-        infos = await self._infos([job])
-        return infos[0] if infos else None
-
-    async def _infos(self, jobs: list[Job]) -> list[UnitInfo]:
-        if not jobs:
-            return []
-        texts = await self._call(self._registry.get_unit_bodies(sorted({job.hash for job in jobs})))
-        bodies = {hash_: UnitFile.parse(text) for hash_, text in texts.items()}
-        schedule = await self._call(self._registry.list_schedule())
-        states = await self._call(self._registry.list_unit_states())
-        reasons = await self._call(self._registry.list_reasons())
-        return build_unit_infos(jobs, bodies, schedule, states, reasons)
-
-    @staticmethod
-    def _check_activation(name: str, desired: DesiredState) -> None:
-        # The API server refuses this with a 400; the etcd driver must not be a
-        # back door around that rule.
-        if desired is not DesiredState.INACTIVE and _is_template(name):
-            raise InvalidInput(f'cannot activate template "{name}"')
+        return await self._call(units.get_unit(self._registry, name))
 
     async def create_unit(self, name: str, unit: UnitFile, desired: DesiredState) -> None:
-        self._check_activation(name, desired)
-        await self._call(self._registry.create_unit(name, unit.serialize(), unit.hash, desired))
+        await self._call(units.create_unit(self._registry, name, unit, desired))
 
     async def replace_unit(self, name: str, unit: UnitFile, desired: DesiredState) -> None:
-        self._check_activation(name, desired)
-        await self._call(self._registry.replace_unit(name, unit.serialize(), unit.hash, desired))
+        await self._call(units.replace_unit(self._registry, name, unit, desired))
 
     async def set_desired_state(self, name: str, desired: DesiredState) -> None:
-        self._check_activation(name, desired)
-        await self._call(self._registry.set_desired_state(name, desired))
+        await self._call(units.set_desired_state(self._registry, name, desired))
 
     async def destroy_unit(self, name: str) -> bool:
-        return await self._call(self._registry.destroy_unit(name))
+        return await self._call(units.destroy_unit(self._registry, name))
 
     async def list_unit_states(
         self, machine_id: str | None = None, unit_name: str | None = None
     ) -> list[UnitState]:
-        states = await self._call(self._registry.list_unit_states())
-        return [
-            state
-            for state in states
-            if (machine_id is None or state.machine_id == machine_id)
-            and (unit_name is None or state.name == unit_name)
-        ]
+        return await self._call(units.list_unit_states(self._registry, machine_id, unit_name))
 
     async def list_machines(self) -> list[Machine]:
         return await self._call(self._registry.list_machines())

@@ -7,7 +7,6 @@ file is consulted, never ``~/.ssh``.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -103,12 +102,14 @@ def verify_host_key(host_id: str, key: paramiko.PKey, settings: SSHSettings) -> 
     known = KnownHosts(settings.known_hosts_file)
     if known.check(host_id, key):
         return
-    if not settings.prompt_in.isatty() and settings.prompt_in is sys.stdin:
-        # Nobody to ask (a script, CI): fail in one line instead of printing a prompt.
+    interactive = settings.prompt_in.isatty()
+    line = "" if interactive else settings.prompt_in.readline()
+    if not interactive and not line:
+        # Nobody answers (a script, CI, stdin closed): one line instead of a prompt.
         raise HostKeyUnknown(
-            f"host key of {host_id} is not in {settings.known_hosts_file} and there is no "
-            f"terminal to confirm it ({algo_name(key)} {md5_fingerprint(key)}); add it there "
-            "or use --strict-host-key-checking=false"
+            f"host key verification failed for {host_id}: the host is unknown and there is "
+            f"no answer on stdin ({algo_name(key)} {md5_fingerprint(key)}); add it to "
+            f"{settings.known_hosts_file} or use --strict-host-key-checking=false"
         )
     out = settings.prompt_out
     out.write(
@@ -117,7 +118,8 @@ def verify_host_key(host_id: str, key: paramiko.PKey, settings: SSHSettings) -> 
         "Are you sure you want to continue connecting (yes/no)? "
     )
     out.flush()
-    line = settings.prompt_in.readline()
+    if interactive:
+        line = settings.prompt_in.readline()
     if not line.endswith("\n"):
         out.write("\n")  # no answer at all (EOF): end the prompt's line
     answer = line.strip().lower()

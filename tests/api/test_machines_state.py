@@ -11,6 +11,7 @@ from fleet.cluster.etcd import EtcdProcess
 from fleet.core.model import Machine, UnitState
 from tests.api.support import served_api
 from tests.asyncsupport import async_test
+from tests.registry.support import dump
 
 M1 = "1" * 32
 M2 = "2" * 32
@@ -157,11 +158,11 @@ def test_machines_patch_bad(
     async def run() -> None:
         async with served_api(etcd, etcd_prefix) as api:
             await api.registry.register_machine(Machine(M1, "10.0.0.1"), ttl=10)
-            before, _ = await api.registry.list_prefix("")
+            before = await dump(api.registry)
             r = await api.client.patch("/fleet/v1/machines", json=ops)
             assert r.status_code == 400
             assert r.json() == {"error": {"code": 400, "message": message}}
-            after, _ = await api.registry.list_prefix("")
+            after = await dump(api.registry)
             assert after == before
 
     run()

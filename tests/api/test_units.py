@@ -12,6 +12,7 @@ from fleet.core.model import DesiredState, Job
 from fleet.core.unitfile import UnitFile
 from tests.api.support import served_api
 from tests.asyncsupport import async_test
+from tests.registry.support import dump
 
 EXEC = [{"section": "Service", "name": "ExecStart", "value": "/bin/sleep 1000"}]
 OTHER = [{"section": "Service", "name": "ExecStart", "value": "/bin/sleep 2000"}]
@@ -284,14 +285,14 @@ def test_put_refusals(
         async with served_api(etcd, etcd_prefix) as api:
             if setup:
                 await put(api, "a.service", {"desiredState": "loaded", "options": EXEC})
-            before, _ = await api.registry.list_prefix("")
+            before = await dump(api.registry)
             r = await put(api, "a.service", payload)
             assert r.status_code == status
             error = r.json()["error"]
             assert error["code"] == status
             # Messages from the unit-file parser are checked by their stable beginning.
             assert error["message"].startswith(message), error["message"]
-            after, _ = await api.registry.list_prefix("")
+            after = await dump(api.registry)
             assert after == before  # nothing written
 
     run()

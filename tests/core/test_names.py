@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import pytest
 
+from fleet.core.model import DesiredState
 from fleet.core.names import (
     KNOWN_SUFFIXES,
     TEMPLATE_SUFFIXES,
     UnitName,
+    check_activation,
     expand_specifiers,
     mangle_unit_name,
+    may_activate,
     validate_unit_name,
 )
-from fleet.errors import InvalidUnitName
+from fleet.errors import InvalidInput, InvalidUnitName
 
 
 @pytest.mark.parametrize(
@@ -146,3 +149,30 @@ def test_mangle_unit_name(arg: str, expected: str) -> None:
 )
 def test_expand_specifiers(value: str, unit: str, expected: str) -> None:
     assert expand_specifiers(value, unit) == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "desired", "allowed"),
+    [
+        pytest.param("foo@.service", DesiredState.INACTIVE, True, id="template-inactive"),
+        pytest.param("foo@.service", DesiredState.LOADED, False, id="template-loaded"),
+        pytest.param("foo@.service", DesiredState.LAUNCHED, False, id="template-launched"),
+        pytest.param("foo@.timer", DesiredState.LAUNCHED, False, id="template-timer"),
+        pytest.param("foo@1.service", DesiredState.LAUNCHED, True, id="instance-launched"),
+        pytest.param("foo.service", DesiredState.LAUNCHED, True, id="plain-launched"),
+        pytest.param("foo.service", DesiredState.LOADED, True, id="plain-loaded"),
+    ],
+)
+def test_may_activate(name: str, desired: DesiredState, allowed: bool) -> None:
+    assert may_activate(name, desired) is allowed
+    if allowed:
+        check_activation(name, desired)
+    else:
+        with pytest.raises(InvalidInput, match=f'^cannot activate template "{name}"$'):
+            check_activation(name, desired)
+
+
+@pytest.mark.parametrize("desired", list(DesiredState), ids=[d.value for d in DesiredState])
+def test_activation_check_validates_the_name_whatever_the_state(desired: DesiredState) -> None:
+    with pytest.raises(InvalidUnitName):
+        check_activation("bad name.service", desired)

@@ -1,4 +1,4 @@
-"""fleet.core.views.build_unit_infos: fleet's currentState rules, joined per unit."""
+"""fleet.core.views: fleet's currentState rules joined per unit, and unusable bodies."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 
 from fleet.core.model import DesiredState, Job, UnitState
 from fleet.core.unitfile import UnitFile
-from fleet.core.views import build_unit_infos
+from fleet.core.views import build_unit_infos, parse_bodies
 
 PLAIN = UnitFile.parse("[Service]\nExecStart=/bin/true\n")
 GLOBAL = UnitFile.parse("[Service]\nExecStart=/bin/true\n\n[X-Fleet]\nGlobal=true\n")
@@ -70,3 +70,24 @@ def test_sorted_by_name_reasons_attached_and_bodiless_jobs_dropped() -> None:
     ]
     infos = build_unit_infos(jobs, BODIES, {}, [], {"b.service": "no machine"})
     assert [(i.name, i.reason) for i in infos] == [("a.service", None), ("b.service", "no machine")]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("", id="empty"),
+        pytest.param("not a unit file\n", id="no-section"),
+        pytest.param("[Service]\n", id="no-options"),
+        pytest.param("[Service\nExecStart=/bin/true\n", id="broken-section"),
+    ],
+)
+def test_an_unparseable_body_hides_its_units_like_a_missing_one(text: str) -> None:
+    broken = "b" * 40
+    bodies, unparseable = parse_bodies({PLAIN.hash: PLAIN.serialize(), broken: text})
+    assert (bodies, unparseable) == ({PLAIN.hash: PLAIN}, [broken])
+    jobs = [
+        Job("good.service", PLAIN.hash, DesiredState.LAUNCHED),
+        Job("bad.service", broken, DesiredState.LAUNCHED),
+    ]
+    infos = build_unit_infos(jobs, bodies, {"bad.service": "m1"}, [], {"bad.service": "why"})
+    assert [info.name for info in infos] == ["good.service"]

@@ -10,7 +10,8 @@ from fleet.cluster.etcd import EtcdProcess
 from fleet.core.model import DesiredState, Job, Machine, UnitState
 from fleet.errors import AlreadyExists
 from fleet.ports import ScheduleChange
-from fleet.registry.etcd import EtcdMachineLease, EtcdRegistry
+from fleet.registry.etcd import EtcdRegistry
+from fleet.registry.leases import EtcdMachineLease
 from tests.registry import async_test, eventually
 
 HASH = "b" * 40

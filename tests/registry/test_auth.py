@@ -8,9 +8,10 @@ from collections.abc import Iterator
 import pytest
 
 from fleet.cluster.etcd import EtcdProcess
-from fleet.core.model import DesiredState
+from fleet.core.model import DesiredState, Job
 from fleet.core.unitfile import UnitFile
 from fleet.errors import StoreError
+from fleet.ports import JobChanged, Scope, Topic
 from fleet.registry.etcd import EtcdRegistry
 from tests.asyncsupport import async_test
 
@@ -37,12 +38,15 @@ async def test_credentials_are_used_for_reads_writes_and_watches(auth_etcd: Etcd
         [auth_etcd.endpoint], PREFIX, username="root", password="rootpw"
     )
     try:
-        _, revision = await registry.list_prefix("job/")
-        watch = registry.watch_prefix("job/", revision + 1)
-        await registry.create_unit("a.service", BODY.serialize(), BODY.hash, DesiredState.LOADED)
+        _, revision = await registry.list_changes(Scope(Topic.JOBS))
+        watch = registry.watch(Scope(Topic.JOBS), revision + 1)
+        await registry.create_unit(
+            "a.service", BODY.serialize(), BODY.hash, DesiredState.LOADED, is_global=False
+        )
         events = await anext(watch)
-        await watch.aclose()
-        assert [e.key for e in events] == ["job/a.service"]
+        await watch.aclose()  # type: ignore[attr-defined]
+        job = Job("a.service", BODY.hash, DesiredState.LOADED)
+        assert events == [JobChanged("a.service", job, events[0].revision)]
         assert [j.name for j in await registry.list_jobs()] == ["a.service"]
     finally:
         await registry.close()

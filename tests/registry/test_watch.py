@@ -11,11 +11,15 @@ from pathlib import Path
 import pytest
 
 from fleet.cluster.etcd import EtcdProcess
-from fleet.core.model import DesiredState
+from fleet.core.model import DesiredState, Job
 from fleet.errors import StoreCompacted, StoreUnavailable
-from fleet.ports import EventKind, WatchEvent
+from fleet.ports import JobChanged, MetadataChanged, RegistryEvent, Scope, Topic
 from fleet.registry.etcd import EtcdRegistry
 from tests.registry import async_test, eventually
+from tests.registry.support import compact, current_revision
+
+JOBS = Scope(Topic.JOBS)
+METADATA = Scope(Topic.METADATA)
 
 BODY = "[Service]\nExecStart=/bin/true\n"
 HASH = "da39a3ee5e6b4b0d3255bfef95601890afd80709"  # any well-formed hash will do here
@@ -25,9 +29,18 @@ async def connect(endpoint: str, prefix: str) -> EtcdRegistry:
     return await EtcdRegistry.connect([endpoint], prefix, request_timeout=1.0)
 
 
-async def collect(stream: AsyncIterator[list[WatchEvent]], into: list[WatchEvent]) -> None:
+async def collect(stream: AsyncIterator[list[RegistryEvent]], into: list[RegistryEvent]) -> None:
     async for batch in stream:
         into.extend(batch)
+
+
+async def create(reg: EtcdRegistry, name: str) -> None:
+    await reg.create_unit(name, BODY, HASH, DesiredState.LOADED, is_global=False)
+
+
+def job_changes(events: list[RegistryEvent]) -> list[JobChanged]:
+    assert all(isinstance(e, JobChanged) for e in events), events
+    return [e for e in events if isinstance(e, JobChanged)]
 
 
 @async_test
@@ -35,12 +48,14 @@ async def test_list_then_watch_delivers_puts_and_deletes_in_order(
     etcd: EtcdProcess, etcd_prefix: str
 ) -> None:
     async with await connect(etcd.endpoint, etcd_prefix) as reg:
-        await reg.create_unit("a.service", BODY, HASH, DesiredState.LOADED)
-        listed, revision = await reg.list_prefix("job/")
-        assert set(listed) == {"job/a.service"}
-        events: list[WatchEvent] = []
-        watcher = asyncio.create_task(collect(reg.watch_prefix("job/", revision + 1), events))
-        await reg.create_unit("b.service", BODY, HASH, DesiredState.LOADED)
+        await create(reg, "a.service")
+        listed, revision = await reg.list_changes(JOBS)
+        assert [(c.name, c.job) for c in job_changes(listed)] == [
+            ("a.service", Job("a.service", HASH, DesiredState.LOADED))
+        ]
+        events: list[RegistryEvent] = []
+        watcher = asyncio.create_task(collect(reg.watch(JOBS, revision + 1), events))
+        await create(reg, "b.service")
         await reg.set_desired_state("a.service", DesiredState.LAUNCHED)
         await reg.destroy_unit("b.service")
 
@@ -51,13 +66,14 @@ async def test_list_then_watch_delivers_puts_and_deletes_in_order(
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
-        assert [(e.kind, e.key) for e in events] == [
-            (EventKind.PUT, "job/b.service"),
-            (EventKind.PUT, "job/a.service"),
-            (EventKind.DELETE, "job/b.service"),
+        changes = job_changes(events)
+        assert [(c.name, c.job) for c in changes] == [
+            ("b.service", Job("b.service", HASH, DesiredState.LOADED)),  # put
+            ("a.service", Job("a.service", HASH, DesiredState.LAUNCHED)),  # put
+            ("b.service", None),  # delete
         ]
-        assert [e.revision for e in events] == sorted({e.revision for e in events})
-        assert events[0].revision > revision
+        assert [c.revision for c in changes] == sorted({c.revision for c in changes})
+        assert changes[0].revision > revision
 
 
 @async_test
@@ -66,7 +82,7 @@ async def test_watch_from_zero_starts_now_and_closes_cleanly(
 ) -> None:
     async with await connect(etcd.endpoint, etcd_prefix) as reg:
         await reg.set_machine_metadata("m1", "old", "1")
-        stream = reg.watch_prefix("machine-metadata/", 0)
+        stream = reg.watch(METADATA, 0)
         first = asyncio.ensure_future(anext(stream))
         written = 0
 
@@ -78,9 +94,11 @@ async def test_watch_from_zero_starts_now_and_closes_cleanly(
             return first.done()
 
         await eventually(delivered)
-        keys = [e.key for e in first.result()]
-        assert "machine-metadata/m1/old" not in keys
-        assert keys[0].startswith("machine-metadata/m1/new")
+        changes = first.result()
+        assert all(isinstance(c, MetadataChanged) for c in changes), changes
+        keys = [(c.machine_id, c.key) for c in changes if isinstance(c, MetadataChanged)]
+        assert ("m1", "old") not in keys
+        assert keys[0][0] == "m1" and keys[0][1].startswith("new")
         async with asyncio.timeout(2):
             await stream.aclose()  # type: ignore[attr-defined]
 
@@ -91,13 +109,13 @@ async def test_compacted_start_revision_raises_store_compacted(
 ) -> None:
     async with await connect(etcd.endpoint, etcd_prefix) as reg:
         await reg.set_machine_metadata("m1", "k", "1")
-        _, old = await reg.list_prefix("machine-metadata/")
+        _, old = await reg.list_changes(METADATA)
         await reg.set_machine_metadata("m1", "k", "2")
         await reg.set_machine_metadata("m1", "k", "3")
-        now = await reg.current_revision()
-        await reg.compact(now)
+        now = await current_revision(reg)
+        await compact(reg, now)
         with pytest.raises(StoreCompacted) as caught:
-            async for _ in reg.watch_prefix("machine-metadata/", old):
+            async for _ in reg.watch(METADATA, old):
                 pass
         assert caught.value.compact_revision == now
 
@@ -107,10 +125,10 @@ async def test_watch_resumes_after_etcd_restart_without_losing_events(tmp_path: 
     server = EtcdProcess(data_dir=tmp_path / "etcd").start()
     try:
         reg = await connect(server.endpoint, "/restart/")
-        _, revision = await reg.list_prefix("job/")
-        events: list[WatchEvent] = []
-        watcher = asyncio.create_task(collect(reg.watch_prefix("job/", revision + 1), events))
-        await reg.create_unit("a.service", BODY, HASH, DesiredState.LOADED)
+        _, revision = await reg.list_changes(JOBS)
+        events: list[RegistryEvent] = []
+        watcher = asyncio.create_task(collect(reg.watch(JOBS, revision + 1), events))
+        await create(reg, "a.service")
 
         async def seen(n: int) -> bool:
             return len(events) >= n
@@ -125,18 +143,18 @@ async def test_watch_resumes_after_etcd_restart_without_losing_events(tmp_path: 
 
         async def write(name: str) -> bool:
             try:
-                await reg.create_unit(name, BODY, HASH, DesiredState.LOADED)
+                await create(reg, name)
             except StoreUnavailable:
                 return False
             return True
 
         await eventually(lambda: write("b.service"))
-        await reg.create_unit("c.service", BODY, HASH, DesiredState.LOADED)
+        await create(reg, "c.service")
         await eventually(lambda: seen(3))
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
         await reg.close()
-        assert [e.key for e in events] == ["job/a.service", "job/b.service", "job/c.service"]
+        assert [c.name for c in job_changes(events)] == ["a.service", "b.service", "c.service"]
     finally:
         server.stop()

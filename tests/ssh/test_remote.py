@@ -21,10 +21,10 @@ from pathlib import Path
 
 import pytest
 
+from fleet import units
 from fleet.cluster.etcd import EtcdProcess, free_port
 from fleet.core.model import DesiredState, Machine, UnitState
 from fleet.core.unitfile import UnitFile
-from fleet.core.views import unit_is_global
 from fleet.ports import ScheduleChange
 from fleet.registry.etcd import EtcdRegistry
 from tests.fleetctl.support import UNITS, Result, command, env, etcd_flags
@@ -85,10 +85,11 @@ async def seed(
         leadership = await registry.campaign("engine", "0.1.0", ttl=60)
         assert leadership is not None
         for placed in layout:
-            body, hash_ = placed.unit.serialize(), placed.unit.hash
-            await registry.create_unit(placed.name, body, hash_, placed.state)
-            if placed.machines and not unit_is_global(placed.name, placed.unit):
-                change = ScheduleChange(placed.name, placed.machines[0], hash_, placed.state)
+            requirements = await units.create_unit(registry, placed.name, placed.unit, placed.state)
+            if placed.machines and not requirements.is_global:
+                change = ScheduleChange(
+                    placed.name, placed.machines[0], placed.unit.hash, placed.state
+                )
                 await registry.apply_schedule(leadership, [change], {})
             for machine in placed.machines:
                 state = unit_state(placed, machine, placed.state)
@@ -386,9 +387,7 @@ def test_restart_launched_unit_stops_then_starts(
         async with await EtcdRegistry.connect(
             [etcd.endpoint], etcd_prefix, request_timeout=2.0
         ) as registry:
-            await registry.create_unit(
-                "hello.service", HELLO.serialize(), HELLO.hash, DesiredState.LAUNCHED
-            )
+            await units.create_unit(registry, "hello.service", HELLO, DesiredState.LAUNCHED)
             leadership = await registry.campaign("engine", "0.1.0", ttl=60)
             assert leadership is not None
             change = ScheduleChange("hello.service", M1, HELLO.hash, DesiredState.LAUNCHED)

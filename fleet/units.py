@@ -1,0 +1,162 @@
+"""Use cases on units over the UnitStore and ClusterView ports: the one home of unit rules.
+
+The API routes and fleetctl's etcd driver both go through these functions, so
+a unit is checked, written and shown the same way whichever road it takes to
+the registry: its name is validated, a template is never given a desired state
+above ``inactive`` (:func:`fleet.core.names.check_activation`), its file's
+``[X-Fleet]`` requirements are validated before any write
+(:func:`fleet.core.requirements.validate_unit`) and decide, here and nowhere
+else, whether the registry keeps the unit in its global-units mirror; unit
+views are joined by :func:`fleet.core.views.build_unit_infos`. A stored body
+that no longer parses is logged and its unit left out of every view (the same
+as a job whose body is missing), rather than failing the whole listing: one
+corrupt unit must not hide every other unit from every user, fleet itself
+skipped such units, and fleet's wire format has no way to show a unit without
+its file; the unit can still be destroyed, or replaced through the API, by name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from enum import Enum
+from typing import Protocol
+
+from fleet.core.model import DesiredState, Job, UnitState
+from fleet.core.names import check_activation, validate_unit_name
+from fleet.core.requirements import Requirements, validate_unit
+from fleet.core.unitfile import UnitFile
+from fleet.core.views import UnitInfo, build_unit_infos, parse_bodies
+from fleet.errors import AlreadyExists
+from fleet.ports import ClusterView, UnitStore
+
+log = logging.getLogger(__name__)
+
+
+class Registry(UnitStore, ClusterView, Protocol):
+    """What the unit views need: the unit store and the cluster's read side."""
+
+
+class Put(Enum):
+    """What :func:`put_unit` did (the API answers 201 for the first two, 204 else)."""
+
+    CREATED = "created"
+    REPLACED = "replaced"
+    DESIRED_STATE_SET = "desired state set"
+
+
+# --- writes ------------------------------------------------------------------------------
+
+
+def check_unit(name: str, unit: UnitFile, desired: DesiredState) -> Requirements:
+    """Every rule a unit must pass before it is written; its parsed requirements."""
+    requirements = validate_unit(name, unit)
+    check_activation(name, desired)
+    return requirements
+
+
+async def create_unit(
+    store: UnitStore, name: str, unit: UnitFile, desired: DesiredState
+) -> Requirements:
+    """Create a new unit; AlreadyExists if one of that name exists."""
+    requirements = check_unit(name, unit, desired)
+    await store.create_unit(
+        name, unit.serialize(), unit.hash, desired, is_global=requirements.is_global
+    )
+    return requirements
+
+
+async def replace_unit(
+    store: UnitStore, name: str, unit: UnitFile, desired: DesiredState
+) -> Requirements:
+    """Create or overwrite a unit's file and desired state in one write."""
+    requirements = check_unit(name, unit, desired)
+    await store.replace_unit(
+        name, unit.serialize(), unit.hash, desired, is_global=requirements.is_global
+    )
+    return requirements
+
+
+async def set_desired_state(store: UnitStore, name: str, desired: DesiredState) -> None:
+    """NotFound if the unit does not exist."""
+    check_activation(name, desired)
+    await store.set_desired_state(name, desired)
+
+
+async def destroy_unit(store: UnitStore, name: str) -> bool:
+    """False if there was no such unit."""
+    validate_unit_name(name)
+    return await store.destroy_unit(name)
+
+
+async def put_unit(
+    store: UnitStore, name: str, unit: UnitFile | None, desired: DesiredState | None
+) -> Put:
+    """fleet's create-or-update of one unit (the API's ``PUT /units/<name>``).
+
+    A file that differs from the stored one (or a new unit) is written with
+    ``desired`` (default ``inactive``); otherwise only the desired state is set.
+    AlreadyExists, with fleet's messages, for a new unit without a file or an
+    existing unit with nothing to change.
+    """
+    validate_unit_name(name)
+    existing = await store.get_job(name)
+    if existing is None and unit is None:
+        raise AlreadyExists("unit does not exist and options field empty")
+    if unit is not None and (existing is None or existing.hash != unit.hash):
+        target = desired or DesiredState.INACTIVE
+        if existing is None:
+            await create_unit(store, name, unit, target)
+            return Put.CREATED
+        await replace_unit(store, name, unit, target)
+        return Put.REPLACED
+    if desired is None:
+        raise AlreadyExists("must provide DesiredState to update existing unit")
+    await set_desired_state(store, name, desired)
+    return Put.DESIRED_STATE_SET
+
+
+# --- views -------------------------------------------------------------------------------
+
+
+async def list_units(registry: Registry) -> list[UnitInfo]:
+    """Every unit as users see it, sorted by name."""
+    return await _infos(registry, await registry.list_jobs())
+
+
+async def get_unit(registry: Registry, name: str) -> UnitInfo | None:
+    """One unit's view; None if it does not exist (or its body is unusable)."""
+    validate_unit_name(name)
+    job = await registry.get_job(name)
+    infos = await _infos(registry, [job]) if job is not None else []
+    return infos[0] if infos else None
+
+
+async def list_unit_states(
+    view: ClusterView, machine_id: str | None = None, unit_name: str | None = None
+) -> list[UnitState]:
+    """Published unit states sorted by (unit, machine), narrowed by exact
+    ``machine_id`` and ``unit_name`` when given (empty means no filter, as in fleet)."""
+    return [
+        state
+        for state in await view.list_unit_states()
+        if (not machine_id or state.machine_id == machine_id)
+        and (not unit_name or state.name == unit_name)
+    ]
+
+
+async def _infos(registry: Registry, jobs: Sequence[Job]) -> list[UnitInfo]:
+    if not jobs:
+        return []
+    schedule, states, reasons, texts = await asyncio.gather(
+        registry.list_schedule(),
+        registry.list_unit_states(),
+        registry.list_reasons(),
+        registry.get_unit_bodies(sorted({job.hash for job in jobs})),
+    )
+    bodies, unparseable = parse_bodies(texts)
+    for digest in unparseable:
+        names = ", ".join(job.name for job in jobs if job.hash == digest)
+        log.warning("unit body %s in the registry does not parse; hiding %s", digest, names)
+    return build_unit_infos(jobs, bodies, schedule, states, reasons)

@@ -1,0 +1,427 @@
+"""fleet.units: the unit use cases against a real etcd, one row per rule.
+
+Each write row starts from a seeded registry, runs one use case, and checks
+both the answer (a result, or an error with its message) and what the
+registry holds afterwards: the jobs, the global-units mirror and, for a
+refusal, that nothing at all was written.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import pytest
+
+from fleet import units
+from fleet.cluster.etcd import EtcdProcess
+from fleet.core.model import DesiredState, Job, UnitState
+from fleet.core.unitfile import UnitFile
+from fleet.errors import (
+    AlreadyExists,
+    FleetError,
+    InvalidInput,
+    InvalidRequirements,
+    InvalidUnitName,
+    NotFound,
+)
+from fleet.registry.etcd import EtcdRegistry
+from tests.asyncsupport import async_test
+from tests.registry.support import dump
+
+PLAIN = UnitFile.parse("[Service]\nExecStart=/bin/sleep 1000\n")
+OTHER = UnitFile.parse("[Service]\nExecStart=/bin/sleep 2000\n")
+GLOBAL = UnitFile.parse("[Service]\nExecStart=/bin/true\n\n[X-Fleet]\nGlobal=true\n")
+PINNED_GLOBAL = UnitFile.parse(
+    "[Service]\nExecStart=/bin/true\n\n[X-Fleet]\nGlobal=true\nMachineID=m1\n"
+)
+UNKNOWN_KEY = UnitFile.parse("[Service]\nExecStart=/bin/true\n\n[X-Fleet]\nBogus=1\n")
+
+INACTIVE, LOADED, LAUNCHED = DesiredState.INACTIVE, DesiredState.LOADED, DesiredState.LAUNCHED
+
+Action = Callable[[EtcdRegistry], Awaitable[object]]
+
+
+@dataclass(frozen=True)
+class Row:
+    """``seed`` units exist first (all inactive, written through fleet.units);
+    ``action`` answers ``result`` (when not None) or raises ``error`` starting
+    with ``message``; afterwards the registry holds exactly ``jobs`` (name ->
+    (unit, desired)) and the global mirror exactly ``globals_``. A refusal must
+    leave the keyspace as seeded."""
+
+    action: Action
+    result: object = None
+    error: type[FleetError] | None = None
+    message: str = ""
+    seed: dict[str, UnitFile] = field(default_factory=dict)
+    jobs: dict[str, tuple[UnitFile, DesiredState]] = field(default_factory=dict)
+    globals_: frozenset[str] = frozenset()
+
+
+def create(name: str, unit: UnitFile, desired: DesiredState) -> Action:
+    return lambda reg: units.create_unit(reg, name, unit, desired)
+
+
+def replace(name: str, unit: UnitFile, desired: DesiredState) -> Action:
+    return lambda reg: units.replace_unit(reg, name, unit, desired)
+
+
+def set_desired(name: str, desired: DesiredState) -> Action:
+    return lambda reg: units.set_desired_state(reg, name, desired)
+
+
+def destroy(name: str) -> Action:
+    return lambda reg: units.destroy_unit(reg, name)
+
+
+def put(name: str, unit: UnitFile | None, desired: DesiredState | None) -> Action:
+    return lambda reg: units.put_unit(reg, name, unit, desired)
+
+
+WRITES = [
+    # --- create / replace: validation, template rule, global mirror
+    pytest.param(
+        Row(create("a.service", PLAIN, LAUNCHED), jobs={"a.service": (PLAIN, LAUNCHED)}),
+        id="create-plain",
+    ),
+    pytest.param(
+        Row(
+            create("g.service", GLOBAL, LOADED),
+            jobs={"g.service": (GLOBAL, LOADED)},
+            globals_=frozenset({"g.service"}),
+        ),
+        id="create-global-is-mirrored",
+    ),
+    pytest.param(
+        Row(create("t@.service", PLAIN, INACTIVE), jobs={"t@.service": (PLAIN, INACTIVE)}),
+        id="create-template-inactive",
+    ),
+    pytest.param(
+        Row(
+            create("t@.service", PLAIN, LOADED),
+            error=InvalidInput,
+            message='cannot activate template "t@.service"',
+        ),
+        id="create-template-loaded-refused",
+    ),
+    pytest.param(
+        Row(create("t@1.service", PLAIN, LAUNCHED), jobs={"t@1.service": (PLAIN, LAUNCHED)}),
+        id="create-instance-launched",
+    ),
+    pytest.param(
+        Row(
+            create("bad name.service", PLAIN, INACTIVE),
+            error=InvalidUnitName,
+            message="invalid unit name",
+        ),
+        id="create-invalid-name-refused",
+    ),
+    pytest.param(
+        Row(
+            create("p.service", PINNED_GLOBAL, INACTIVE),
+            error=InvalidRequirements,
+            message="[X-Fleet] MachineID cannot be combined with Global",
+        ),
+        id="create-invalid-requirements-refused",
+    ),
+    pytest.param(
+        Row(
+            create("u.service", UNKNOWN_KEY, INACTIVE), jobs={"u.service": (UNKNOWN_KEY, INACTIVE)}
+        ),
+        id="create-unknown-xfleet-key-is-only-a-warning",
+    ),
+    pytest.param(
+        Row(
+            create("a.service", OTHER, LAUNCHED),
+            error=AlreadyExists,
+            message="unit a.service already exists",
+            seed={"a.service": PLAIN},
+            jobs={"a.service": (PLAIN, INACTIVE)},
+        ),
+        id="create-existing-refused",
+    ),
+    pytest.param(
+        Row(
+            replace("g.service", PLAIN, LAUNCHED),
+            seed={"g.service": GLOBAL},
+            jobs={"g.service": (PLAIN, LAUNCHED)},
+        ),
+        id="replace-global-by-plain-drops-mirror",
+    ),
+    pytest.param(
+        Row(
+            replace("p.service", GLOBAL, LOADED),
+            seed={"p.service": PLAIN},
+            jobs={"p.service": (GLOBAL, LOADED)},
+            globals_=frozenset({"p.service"}),
+        ),
+        id="replace-plain-by-global-adds-mirror",
+    ),
+    pytest.param(
+        Row(
+            replace("t@.service", OTHER, LAUNCHED),
+            error=InvalidInput,
+            message='cannot activate template "t@.service"',
+            seed={"t@.service": PLAIN},
+            jobs={"t@.service": (PLAIN, INACTIVE)},
+        ),
+        id="replace-template-launched-refused",
+    ),
+    # --- desired state
+    pytest.param(
+        Row(
+            set_desired("g.service", LAUNCHED),
+            seed={"g.service": GLOBAL},
+            jobs={"g.service": (GLOBAL, LAUNCHED)},
+            globals_=frozenset({"g.service"}),
+        ),
+        id="set-desired-follows-mirror",
+    ),
+    pytest.param(
+        Row(
+            set_desired("t@.service", LOADED),
+            error=InvalidInput,
+            message='cannot activate template "t@.service"',
+            seed={"t@.service": PLAIN},
+            jobs={"t@.service": (PLAIN, INACTIVE)},
+        ),
+        id="set-desired-template-refused",
+    ),
+    pytest.param(
+        Row(
+            set_desired("missing.service", LAUNCHED),
+            error=NotFound,
+            message="unit missing.service does not exist",
+        ),
+        id="set-desired-missing",
+    ),
+    pytest.param(
+        Row(
+            set_desired("a/b.service", INACTIVE), error=InvalidUnitName, message="invalid unit name"
+        ),
+        id="set-desired-invalid-name-refused",
+    ),
+    # --- destroy
+    pytest.param(
+        Row(destroy("g.service"), result=True, seed={"g.service": GLOBAL}),
+        id="destroy-removes-job-and-mirror",
+    ),
+    pytest.param(Row(destroy("missing.service"), result=False), id="destroy-missing"),
+    pytest.param(
+        Row(destroy("../x.service"), error=InvalidUnitName, message="invalid unit name"),
+        id="destroy-invalid-name-refused",
+    ),
+    # --- put (the API's create-or-update)
+    pytest.param(
+        Row(
+            put("a.service", None, LAUNCHED),
+            error=AlreadyExists,
+            message="unit does not exist and options field empty",
+        ),
+        id="put-new-without-file",
+    ),
+    pytest.param(
+        Row(
+            put("a.service", PLAIN, None),
+            result=units.Put.CREATED,
+            jobs={"a.service": (PLAIN, INACTIVE)},
+        ),
+        id="put-new-defaults-to-inactive",
+    ),
+    pytest.param(
+        Row(
+            put("g.service", GLOBAL, LAUNCHED),
+            result=units.Put.CREATED,
+            jobs={"g.service": (GLOBAL, LAUNCHED)},
+            globals_=frozenset({"g.service"}),
+        ),
+        id="put-new-global",
+    ),
+    pytest.param(
+        Row(
+            put("a.service", PLAIN, LOADED),
+            result=units.Put.DESIRED_STATE_SET,
+            seed={"a.service": PLAIN},
+            jobs={"a.service": (PLAIN, LOADED)},
+        ),
+        id="put-same-file-sets-desired",
+    ),
+    pytest.param(
+        Row(
+            put("a.service", None, LAUNCHED),
+            result=units.Put.DESIRED_STATE_SET,
+            seed={"a.service": PLAIN},
+            jobs={"a.service": (PLAIN, LAUNCHED)},
+        ),
+        id="put-no-file-sets-desired",
+    ),
+    pytest.param(
+        Row(
+            put("a.service", PLAIN, None),
+            error=AlreadyExists,
+            message="must provide DesiredState to update existing unit",
+            seed={"a.service": PLAIN},
+            jobs={"a.service": (PLAIN, INACTIVE)},
+        ),
+        id="put-nothing-to-change",
+    ),
+    pytest.param(
+        Row(
+            put("a.service", OTHER, None),
+            result=units.Put.REPLACED,
+            seed={"a.service": PLAIN},
+            jobs={"a.service": (OTHER, INACTIVE)},
+        ),
+        id="put-other-file-replaces-inactive",
+    ),
+    pytest.param(
+        Row(
+            put("t@.service", OTHER, LAUNCHED),
+            error=InvalidInput,
+            message='cannot activate template "t@.service"',
+            seed={"t@.service": PLAIN},
+            jobs={"t@.service": (PLAIN, INACTIVE)},
+        ),
+        id="put-template-launched-refused",
+    ),
+    pytest.param(
+        Row(
+            put("t@.service", None, LOADED),
+            error=InvalidInput,
+            message='cannot activate template "t@.service"',
+            seed={"t@.service": PLAIN},
+            jobs={"t@.service": (PLAIN, INACTIVE)},
+        ),
+        id="put-template-desired-refused",
+    ),
+]
+
+
+@pytest.mark.parametrize("row", WRITES)
+def test_writes(etcd: EtcdProcess, etcd_prefix: str, row: Row) -> None:
+    @async_test
+    async def run() -> None:
+        async with await EtcdRegistry.connect([etcd.endpoint], etcd_prefix) as reg:
+            for name, unit in row.seed.items():
+                await units.create_unit(reg, name, unit, INACTIVE)
+            before = await dump(reg)
+            if row.error is not None:
+                with pytest.raises(row.error) as caught:
+                    await row.action(reg)
+                assert str(caught.value).startswith(row.message), str(caught.value)
+                assert await dump(reg) == before  # a refusal writes nothing
+            else:
+                result = await row.action(reg)
+                if row.result is not None:
+                    assert result == row.result
+            jobs = await reg.list_jobs()
+            assert jobs == [
+                Job(name, unit.hash, desired) for name, (unit, desired) in sorted(row.jobs.items())
+            ]
+            # Every job's body is stored, in canonical form.
+            bodies = await reg.get_unit_bodies([job.hash for job in jobs])
+            assert all(UnitFile.parse(bodies[job.hash]).hash == job.hash for job in jobs)
+            assert set(await reg.list_global_units()) == row.globals_
+
+    run()
+
+
+def test_create_returns_the_parsed_requirements(etcd: EtcdProcess, etcd_prefix: str) -> None:
+    @async_test
+    async def run() -> None:
+        async with await EtcdRegistry.connect([etcd.endpoint], etcd_prefix) as reg:
+            plain = await units.create_unit(reg, "a.service", PLAIN, INACTIVE)
+            glob = await units.replace_unit(reg, "g.service", GLOBAL, INACTIVE)
+            warned = await units.create_unit(reg, "u.service", UNKNOWN_KEY, INACTIVE)
+        assert (plain.is_global, glob.is_global) == (False, True)
+        assert warned.warnings == ('unrecognized requirement in [X-Fleet] section: "Bogus"',)
+
+    run()
+
+
+# --- views ---------------------------------------------------------------------------------
+
+BROKEN_BODY = "this is not a unit file\n"
+BROKEN_HASH = "b" * 40
+
+
+async def seed_corrupt(reg: EtcdRegistry) -> None:
+    """A good unit, a global one, and one whose stored body no longer parses
+    (written past fleet.units, as an old or foreign client might)."""
+    await units.create_unit(reg, "good.service", PLAIN, LAUNCHED)
+    await units.create_unit(reg, "glob.service", GLOBAL, LAUNCHED)
+    await reg.replace_unit("bad.service", BROKEN_BODY, BROKEN_HASH, LAUNCHED, is_global=False)
+
+
+def test_a_corrupt_body_hides_only_its_unit(
+    etcd: EtcdProcess, etcd_prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    @async_test
+    async def run() -> None:
+        async with await EtcdRegistry.connect([etcd.endpoint], etcd_prefix) as reg:
+            await seed_corrupt(reg)
+            with caplog.at_level(logging.WARNING, logger="fleet.units"):
+                listed = await units.list_units(reg)
+                one = await units.get_unit(reg, "bad.service")
+            assert [(i.name, i.is_global, i.current) for i in listed] == [
+                ("glob.service", True, None),
+                ("good.service", False, INACTIVE),
+            ]
+            assert one is None
+            assert [r.getMessage() for r in caplog.records] == [
+                f"unit body {BROKEN_HASH} in the registry does not parse; hiding bad.service"
+            ] * 2
+            # Still reachable by name: destroy works without a body.
+            assert await units.destroy_unit(reg, "bad.service") is True
+
+    run()
+
+
+def test_get_unit_validates_the_name(etcd: EtcdProcess, etcd_prefix: str) -> None:
+    @async_test
+    async def run() -> None:
+        async with await EtcdRegistry.connect([etcd.endpoint], etcd_prefix) as reg:
+            with pytest.raises(InvalidUnitName):
+                await units.get_unit(reg, "a/b.service")
+            assert await units.get_unit(reg, "missing.service") is None
+            assert await units.list_units(reg) == []
+
+    run()
+
+
+@pytest.mark.parametrize(
+    ("machine_id", "unit_name", "expected"),
+    [
+        pytest.param(None, None, [("a.service", "m1"), ("a.service", "m2"), ("b.service", "m1")]),
+        pytest.param("", "", [("a.service", "m1"), ("a.service", "m2"), ("b.service", "m1")]),
+        pytest.param("m1", None, [("a.service", "m1"), ("b.service", "m1")]),
+        pytest.param(None, "a.service", [("a.service", "m1"), ("a.service", "m2")]),
+        pytest.param("m2", "a.service", [("a.service", "m2")]),
+        pytest.param("m1", "a", []),
+    ],
+    ids=["all", "empty-is-no-filter", "machine", "unit", "both", "exact-only"],
+)
+def test_list_unit_states_filters(
+    etcd: EtcdProcess,
+    etcd_prefix: str,
+    machine_id: str | None,
+    unit_name: str | None,
+    expected: list[tuple[str, str]],
+) -> None:
+    from fleet.core.model import Machine
+
+    @async_test
+    async def run() -> None:
+        async with await EtcdRegistry.connect([etcd.endpoint], etcd_prefix) as reg:
+            for machine in ("m1", "m2"):
+                lease = await reg.register_machine(Machine(machine), ttl=10)
+                for name in ("a.service", "b.service"):
+                    if (name, machine) != ("b.service", "m2"):
+                        state = UnitState(name, machine, "loaded", "active", "running", "")
+                        await reg.publish_unit_state(lease, state)
+            states = await units.list_unit_states(reg, machine_id, unit_name)
+            assert [(s.name, s.machine_id) for s in states] == expected
+
+    run()
