@@ -323,10 +323,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             standalone_mode=False,
         )
     except click.UsageError as exc:
-        # One line, like every other error: what is wrong, and where help is.
+        # One line, like every other error: what is wrong, and where help is. A
+        # missing argument exits 1, as fleet's own argument checks do ("One unit
+        # file must be provided"); any other usage error exits 2.
         where = exc.ctx.command_path if exc.ctx is not None else "fleetctl"
         print(f"Error: {exc.format_message()} (see '{where} --help')", file=sys.stderr)
-        return exc.exit_code
+        return 1 if isinstance(exc, click.MissingParameter) else exc.exit_code
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code

@@ -104,7 +104,7 @@ def status(app: App, units: tuple[str, ...], ssh_port: int) -> int:
     from fleetctl.commands.targets import unit_args
 
     if not units:
-        raise click.UsageError("One or more units must be provided.")
+        raise FleetError("One or more units must be provided.")
     targets = unit_args(units)
 
     async def plan(client: FleetClient) -> tuple[list[Call], list[Call]]:
@@ -187,7 +187,7 @@ def journal(
     from fleetctl.commands.targets import unit_args
 
     if len(units) != 1:
-        raise click.UsageError("One unit file must be provided.")
+        raise FleetError("One unit file must be provided.")
     (target,) = unit_args(units)
 
     async def plan(client: FleetClient) -> Call:

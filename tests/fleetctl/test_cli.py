@@ -130,45 +130,51 @@ def test_debug_flag_logs_to_stderr(flag: str, debug_lines: bool) -> None:
 
 
 @pytest.mark.parametrize(
-    ("args", "line"),
+    ("args", "code", "line"),
     [
         pytest.param(
-            ("status",),
-            "Error: One or more units must be provided. (see 'fleetctl status --help')",
-            id="status-without-units",
+            ("status",), 1, "One or more units must be provided.", id="status-without-units"
+        ),
+        pytest.param(("journal",), 1, "One unit file must be provided.", id="journal-no-unit"),
+        pytest.param(
+            ("plan",),
+            1,
+            "Error: Missing argument 'UNITS...'. (see 'fleetctl plan --help')",
+            id="plan-without-units",
         ),
         pytest.param(
-            ("journal",),
-            "Error: One unit file must be provided. (see 'fleetctl journal --help')",
-            id="journal-without-unit",
+            ("fd-forward",),
+            1,
+            "Error: Missing argument 'SOCKET'. (see 'fleetctl fd-forward --help')",
+            id="fd-forward-without-socket",
         ),
         pytest.param(
             ("journal", "--lines", "-5", "hello.service"),
+            2,
             "Error: Invalid value for '--lines': -5 is not in the range x>=0. "
             "(see 'fleetctl journal --help')",
             id="journal-negative-lines",
         ),
         pytest.param(
             ("--request-timeout", "-1", "list-units"),
+            2,
             "Error: Invalid value for '--request-timeout': -1.0 is not in the range x>0. "
             "(see 'fleetctl --help')",
             id="negative-request-timeout",
         ),
         pytest.param(
-            ("plan",),
-            "Error: Missing argument 'UNITS...'. (see 'fleetctl plan --help')",
-            id="plan-without-units",
-        ),
-        pytest.param(
             ("--bogus", "list-units"),
+            2,
             "Error: No such option '--bogus'. (see 'fleetctl --help')",
             id="unknown-flag",
         ),
     ],
 )
-def test_usage_errors_are_one_line_and_exit_2(args: tuple[str, ...], line: str) -> None:
+def test_argument_errors_are_one_line(args: tuple[str, ...], code: int, line: str) -> None:
+    """A missing argument exits 1 on every command (fleet's own checks do); any
+    other usage error exits 2."""
     result = run("--driver=etcd", "--endpoint=http://127.0.0.1:1", *args)
-    assert (result.code, result.out, result.err) == (2, "", line + "\n")
+    assert (result.code, result.out, result.err) == (code, "", line + "\n")
 
 
 def test_an_unknown_field_lists_the_valid_ones() -> None:

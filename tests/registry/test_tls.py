@@ -4,9 +4,10 @@ credentials, refused without them, never silently downgraded."""
 from __future__ import annotations
 
 import shutil
-import socket
+import ssl
 import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -109,22 +110,29 @@ def tls_etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Pa
         start_new_session=True,
     )
     try:
-        _wait_listening(port, proc)
+        _wait_healthy(endpoint, pki, proc)
         yield endpoint, pki
     finally:
         proc.terminate()
         proc.wait(timeout=10)
 
 
-def _wait_listening(port: int, proc: subprocess.Popen[bytes]) -> None:
+def _wait_healthy(endpoint: str, pki: Path, proc: subprocess.Popen[bytes]) -> None:
+    """Until etcd answers /health over TLS with our client certificate: a listening
+    port alone is not a server that completes handshakes yet."""
+    context = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+    context.load_cert_chain(str(pki / "client.crt"), str(pki / "client.key"))
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         assert proc.poll() is None, "etcd exited"
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return
+        try:
+            with urllib.request.urlopen(f"{endpoint}/health", timeout=1, context=context) as r:
+                if b'"health":"true"' in r.read():
+                    return
+        except OSError:
+            pass
         time.sleep(0.02)
-    raise AssertionError("TLS etcd did not start")
+    raise AssertionError("TLS etcd did not become healthy")
 
 
 @async_test
