@@ -164,11 +164,14 @@ def test_restart_keeps_units_running_and_in_place(fresh: Callable[..., Cluster])
     [
         pytest.param((("stop", "fleet"), ("start", "fleet")), id="stop-then-start"),
         pytest.param((("restart", "fleet"),), id="restart"),
-        pytest.param((("stop", "fleet.socket"), ("start", "fleet")), id="socket-stopped"),
+        pytest.param(
+            (("stop", "fleet"), ("start", "fleet"), ("restart", "fleet")), id="stop-start-restart"
+        ),
+        pytest.param((("kill", "--signal=SIGKILL", "fleet"),), id="crash"),
     ],
 )
 def test_every_socket_serves_again_after_fleet_comes_back(
-    fresh: Callable[..., Cluster], cycle: tuple[tuple[str, str], ...]
+    fresh: Callable[..., Cluster], cycle: tuple[tuple[str, ...], ...]
 ) -> None:
     """After any stop/start/restart of fleet.service, the unix socket, the TCP API and
     /metrics all answer again (fleet-tcp.socket is pulled in by fleet.service and
@@ -189,8 +192,8 @@ def test_every_socket_serves_again_after_fleet_comes_back(
         return unix and tcp and scraped
 
     cluster.wait_for(serving, what="every fleet socket serving")
-    for verb, unit in cycle:
-        cluster.systemctl(machine, verb, unit, check=True)
+    for argv in cycle:
+        cluster.systemctl(machine, *argv, check=True)
     cluster.wait_for(serving, what=f"every fleet socket serving after {cycle}")
     for socket in ("fleet.socket", "fleet-tcp.socket"):
         assert unit_property(cluster, machine, socket, "ActiveState") == "active"
