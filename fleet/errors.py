@@ -15,6 +15,7 @@ into these at their edge with ``raise ... from exc``; ``fleetctl`` catches
     ├── NotFound                    unit / machine / state does not exist
     ├── AlreadyExists               create of something that exists
     ├── Unplaceable                 the engine found no machine (exit 2)
+    ├── UnitFailed                  a unit failed where it was placed
     ├── Timeout                     a blocking wait gave up
     ├── StoreError                  etcd
     │   ├── StoreUnavailable        unreachable / no quorum / deadline exceeded
@@ -68,6 +69,11 @@ class Unplaceable(FleetError):
     """The engine could not place a unit on any machine; the message carries why."""
 
     exit_code = 2
+
+
+class UnitFailed(FleetError):
+    """A unit failed on its machine (systemd's verdict, or the agent could not act
+    on it); the message has one line per unit, naming the machine and why."""
 
 
 class Timeout(FleetError):

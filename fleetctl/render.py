@@ -95,7 +95,8 @@ UNIT_FILE_FIELDS: dict[str, UnitInfoField] = {
     "tmachine": _target,
     "global": lambda info, _: "true" if info.is_global else "false",
     "desc": lambda info, _: info.description,
-    "reason": lambda info, _: info.reason or MISSING,
+    # Why the engine could not place it, else why it failed where it runs.
+    "reason": lambda info, _: info.reason or info.failure or MISSING,
 }
 DEFAULT_UNIT_FILE_FIELDS = "unit,hash,dstate,state,target"
 
@@ -125,6 +126,7 @@ def unit_files_json(infos: Iterable[UnitInfo], machines: Mapping[str, Machine]) 
                 "target_ip": machine.public_ip or None if machine else None,
                 "description": info.description or None,
                 "reason": info.reason,
+                "failure": info.failure,
             }
         )
     return json.dumps(items, indent=2) + "\n"

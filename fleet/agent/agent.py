@@ -108,13 +108,15 @@ class Agent:
             self.units,
             systemd_units_dir=Path(systemd_units_dir or units_dir),
             job_timeout=job_timeout,
+            clock=clock,
+            retry_interval=retry_interval,
             on_error=self._report,
         )
         self.states = StatePublisher(
             store,
             systemd,
             self.presence,
-            self.executor.current,
+            self.executor,
             clock,
             resync_interval=resync_interval,
             debounce=debounce,

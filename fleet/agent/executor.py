@@ -1,11 +1,15 @@
 """The action executor: the only code that changes what this agent holds.
 
 :class:`ActionExecutor` applies :class:`~fleet.core.agent_plan.AgentAction`
-values to systemd and the units directory in the order the plan gives,
-stopping at the first failure, and keeps ``current`` (each held unit's hash
-and whether it was loaded or launched) in step with what succeeded. At start it
-adopts the unit files a previous agent left (B8), so a unit systemd still runs
-counts as launched and is not restarted.
+values to systemd and the units directory in the order the plan gives and
+keeps ``current`` (each held unit's hash and whether it was loaded or
+launched) in step with what succeeded. One unit's failure never holds back the
+others: that unit's later actions wait, it is retried with growing pauses, and
+its trouble is reported in its published state. The executor also remembers
+the start job it queued for each unit, whose result tells a unit that ran and
+exited from one that never ran. At start it adopts the unit files a previous
+agent left (B8), so a unit systemd still runs counts as launched and is not
+restarted.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import assert_never
 
@@ -26,13 +31,25 @@ from fleet.core.agent_plan import (
 )
 from fleet.core.model import DesiredState
 from fleet.core.unitfile import UnitFile
-from fleet.errors import FleetError, StoreError, SystemdError
-from fleet.ports import NO_SUCH_UNIT, AgentStore, SystemdManager
+from fleet.errors import FleetError, StoreError, SystemdError, Timeout
+from fleet.ports import NO_SUCH_UNIT, AgentStore, Clock, SystemdManager
 
 log = logging.getLogger(__name__)
 
 # systemd active states in which a unit counts as started by us when adopted.
 _RUNNING_STATES = frozenset({"active", "activating", "reloading"})
+# A unit whose action failed is retried after retry_interval, doubling up to this.
+MAX_BACKOFF = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Trouble:
+    """The last failed action on one unit, and when the unit is tried again."""
+
+    error: str
+    hash: str  # the hash the unit was to have ("" if unknown)
+    failures: int  # in a row
+    retry_at: float  # on the executor's clock
 
 
 class ActionExecutor:
@@ -48,6 +65,8 @@ class ActionExecutor:
         *,
         systemd_units_dir: Path,
         job_timeout: float,
+        clock: Clock,
+        retry_interval: float,
         on_error: Callable[[str], None],
     ) -> None:
         self.store = store
@@ -55,7 +74,14 @@ class ActionExecutor:
         self.units = units
         self.systemd_units_dir = systemd_units_dir
         self.job_timeout = job_timeout
+        self.clock = clock
+        self.retry_interval = retry_interval
         self.current: dict[str, CurrentUnit] = {}
+        self.troubles: dict[str, Trouble] = {}
+        # The start job queued for each launched unit, until its result is known
+        # (start_results): a unit that ran and exited is not one that never ran.
+        self.start_jobs: dict[str, str] = {}
+        self.start_results: dict[str, str] = {}
         self._on_error = on_error
 
     async def adopt(self) -> None:
@@ -82,34 +108,99 @@ class ActionExecutor:
     async def execute_plan(
         self, actions: Sequence[AgentAction], desired: Mapping[str, DesiredUnit]
     ) -> bool:
-        """Run ``actions`` in order; False (reported to ``on_error``) at the first failure."""
+        """Run ``actions`` in order; True if every one ran and succeeded.
+
+        A failed action (reported to ``on_error``) holds back only its unit's
+        later actions; that unit is skipped until its retry time, which doubles
+        with each failure in a row, while every other unit goes on."""
+        now = self.clock.monotonic()
+        waiting = {name for name, trouble in self.troubles.items() if trouble.retry_at > now}
+        failed: set[str] = set()
+        acted: set[str] = set()
         for action in actions:
+            name = action.unit
+            if name in waiting or name in failed:
+                continue
             try:
                 await self.execute(action, desired)
             except (FleetError, OSError) as exc:
                 log.warning("AgentReconciler task failed: %s: %s", action, exc)
                 self._on_error(f"{action}: {exc}")
-                return False
+                if name:
+                    failed.add(name)
+                    self._trouble(name, action, exc, desired)
+                continue
             apply_action(self.current, action, desired)
+            acted.add(name)
             log.info("AgentReconciler completed task: %s", action)
-        return True
+        for name in acted - failed:
+            if self.troubles.pop(name, None) is not None:
+                log.info("unit %s: its actions succeed again", name)
+        for name in set(self.troubles) - set(desired) - set(self.current):
+            del self.troubles[name]  # neither wanted nor held any more
+        return not failed and not (waiting & {a.unit for a in actions})
+
+    def next_retry_in(self) -> float | None:
+        """Seconds until the first unit held back by a failure may be tried again."""
+        if not self.troubles:
+            return None
+        first = min(trouble.retry_at for trouble in self.troubles.values())
+        return max(0.0, first - self.clock.monotonic())
+
+    def _trouble(
+        self, name: str, action: AgentAction, exc: Exception, desired: Mapping[str, DesiredUnit]
+    ) -> None:
+        previous = self.troubles.get(name)
+        failures = previous.failures + 1 if previous is not None else 1
+        pause = min(self.retry_interval * 2 ** (failures - 1), MAX_BACKOFF)
+        wanted = desired.get(name)
+        self.troubles[name] = Trouble(
+            error=f"{action.kind.name.lower()} failed: {exc}",
+            hash=wanted.hash if wanted is not None else "",
+            failures=failures,
+            retry_at=self.clock.monotonic() + pause,
+        )
+
+    async def start_results_now(self) -> Mapping[str, str]:
+        """The result of each unit's last start job, for those that finished (one look,
+        no wait): results that arrived since the last look are recorded first."""
+        for name, job in list(self.start_jobs.items()):
+            try:
+                result = await self.systemd.wait_job(job, 0)
+            except Timeout:
+                continue
+            except SystemdError as exc:
+                log.info("unit %s: start job %s: %s", name, job, exc)
+                result = "unknown"
+            if self.start_jobs.get(name) == job:
+                del self.start_jobs[name]
+                self.start_results[name] = result
+        return self.start_results
 
     async def execute(self, action: AgentAction, desired: Mapping[str, DesiredUnit]) -> None:
         name = action.unit
         match action.kind:
             case ActionKind.UNLOAD:
+                self._forget_start(name)
                 await self._unload(name)
             case ActionKind.LOAD:
                 await self._load(name, desired[name].hash)
             case ActionKind.RELOAD:
                 await self.systemd.reload()
             case ActionKind.STOP:
+                self._forget_start(name)
                 await self.systemd.stop_unit(name)
             case ActionKind.START:
-                # Asynchronous like fleet: the job's outcome arrives as state changes.
-                await self.systemd.start_unit(name)
+                # Asynchronous like fleet: the job's outcome arrives as state
+                # changes; its result is looked up when states are published.
+                self._forget_start(name)
+                self.start_jobs[name] = await self.systemd.start_unit(name)
             case _:
                 assert_never(action.kind)
+
+    def _forget_start(self, name: str) -> None:
+        self.start_jobs.pop(name, None)
+        self.start_results.pop(name, None)
 
     async def _load(self, name: str, hash: str) -> None:
         body = await self.store.get_unit_body(hash)

@@ -2,8 +2,9 @@
 
 A pass reads the desired units (:class:`~fleet.agent.desired.DesiredReader`),
 asks the pure :func:`fleet.core.agent_plan.plan_agent` what to do and has the
-:class:`~fleet.agent.executor.ActionExecutor` do it. A failed pass is retried
-after ``retry_interval``; a store that cannot be read changes nothing (B7).
+:class:`~fleet.agent.executor.ActionExecutor` do it. A pass that could not
+read the store is retried after ``retry_interval`` and changes nothing (B7); a
+pass with failed units runs again when the first of them may be retried.
 Passes run only while the machine's presence is held.
 """
 
@@ -57,7 +58,10 @@ class Reconciler:
         while True:
             await self.registered.wait()
             ok = await self.reconcile_once()
-            wait = self.resync_interval if ok else min(self.retry_interval, self.resync_interval)
+            wait = self.resync_interval
+            retry = self.executor.next_retry_in()
+            if not ok:
+                wait = min(wait, self.retry_interval if retry is None else retry)
             with contextlib.suppress(TimeoutError):
                 async with self.clock.timeout(wait):
                     await self._wake.wait()

@@ -1,8 +1,12 @@
 """Unit-state publishing: what systemd does with the units this agent holds.
 
 :class:`StatePublisher` reads systemd's (load, active, sub) of every held unit
-and writes each state that differs from the one last published, on the
-presence lease; the state of a unit no longer held is deleted. It refreshes
+(with systemd's Result of those not active, the result of the start job the
+agent queued, and the agent's trouble with it, if any) and writes each state
+that differs from the one last published, on the presence lease. A unit the
+agent failed to load is published too, as inactive with its error, so the
+failure shows in list-units; the state of a unit neither held nor failing is
+deleted. It refreshes
 when systemd hints that a held unit changed, when asked (after a reconcile
 pass, after registering) and every ``resync_interval``: no poll of every unit
 every second.
@@ -13,12 +17,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
 
+from fleet.agent.executor import ActionExecutor
 from fleet.agent.presence import Presence
-from fleet.core.agent_plan import CurrentUnit
-from fleet.core.model import UnitState
-from fleet.errors import StoreError, SystemdError
+from fleet.core.model import DesiredState, UnitState
+from fleet.core.outcome import QUEUED
+from fleet.errors import InvalidInput, StoreError, SystemdError
 from fleet.ports import AgentStore, Clock, MachineLease, SystemdManager, UnitChange
 
 log = logging.getLogger(__name__)
@@ -34,7 +38,7 @@ class StatePublisher:
         store: AgentStore,
         systemd: SystemdManager,
         presence: Presence,
-        held: Mapping[str, CurrentUnit],
+        executor: ActionExecutor,
         clock: Clock,
         *,
         resync_interval: float,
@@ -45,7 +49,8 @@ class StatePublisher:
         self.systemd = systemd
         self.presence = presence
         self.machine_id = presence.machine.id
-        self.held = held
+        self.executor = executor
+        self.held = executor.current
         self.clock = clock
         self.resync_interval = resync_interval
         self.debounce = debounce
@@ -63,7 +68,7 @@ class StatePublisher:
         """Turn systemd's hints about held units into refreshes (forever)."""
         while True:
             change = await changes.get()
-            if change.unit in self.held:
+            if change.unit in self.held or change.unit in self.executor.troubles:
                 self._dirty.set()
 
     async def run(self) -> None:
@@ -91,16 +96,48 @@ class StatePublisher:
         if lease is not self._published_on:
             await self._rebase(lease)
         held = dict(self.held)
+        troubles = dict(self.executor.troubles)
         triples = await self.systemd.unit_states(held) if held else {}
-        for name, unit in sorted(held.items()):
+        quiet = [n for n in held if triples.get(n, _UNKNOWN)[1] != "active"]
+        results = await self.systemd.unit_results(quiet) if quiet else {}
+        started = await self.executor.start_results_now()
+        wanted: dict[str, UnitState] = {}
+        for name, unit in held.items():
             if not unit.hash:
                 continue
             load, active, sub = triples.get(name, _UNKNOWN)
-            state = UnitState(name, self.machine_id, load, active, sub, unit.hash, unit.state)
+            trouble = troubles.get(name)
+            wanted[name] = UnitState(
+                name,
+                self.machine_id,
+                load,
+                active,
+                sub,
+                unit.hash,
+                unit.state,
+                result=results.get(name, ""),
+                start_result=started.get(name)
+                or (QUEUED if name in self.executor.start_jobs else ""),
+                error=trouble.error if trouble is not None else "",
+            )
+        for name, trouble in troubles.items():
+            if name not in held and trouble.hash:
+                # Not held: the agent could not even load it. Inactive, with why.
+                load, active, sub = _UNKNOWN
+                wanted[name] = UnitState(
+                    name, self.machine_id, load, active, sub, trouble.hash,
+                    DesiredState.INACTIVE, error=trouble.error,
+                )  # fmt: skip
+        for name, state in sorted(wanted.items()):
             if self._published.get(name) != state:
-                await self.store.publish_unit_state(lease, state)
+                try:
+                    await self.store.publish_unit_state(lease, state)
+                except InvalidInput as exc:
+                    # A name the registry cannot even key: nothing to publish.
+                    log.warning("unit %s: state not published: %s", name, exc)
+                    continue
                 self._published[name] = state
-        for name in sorted(set(self._published) - set(held)):
+        for name in sorted(set(self._published) - set(wanted)):
             await self.store.delete_unit_state(name, self.machine_id)
             del self._published[name]
 

@@ -27,6 +27,9 @@ def state_to_wire(state: UnitState) -> schema.UnitState:
         systemdLoadState=state.load_state,
         systemdActiveState=state.active_state,
         systemdSubState=state.sub_state,
+        systemdResult=state.result,
+        startJobResult=state.start_result,
+        error=state.error,
     )
 
 

@@ -42,6 +42,7 @@ def unit_to_wire(info: UnitInfo) -> schema.Unit:
         currentState=info.current.value if info.current is not None else "",
         machineID=info.machine_id or "",
         reason=info.reason or "",
+        failure=info.failure or "",
     )
 
 

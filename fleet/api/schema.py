@@ -61,6 +61,7 @@ class Unit(_Wire):
     machine_id: str = Field("", alias="machineID")
     # Extension (feature B1): why the engine could not place the unit.
     reason: str = ""
+    failure: str = ""
 
 
 class UnitState(_Wire):
@@ -70,6 +71,10 @@ class UnitState(_Wire):
     systemd_load_state: str = Field("", alias="systemdLoadState")
     systemd_active_state: str = Field("", alias="systemdActiveState")
     systemd_sub_state: str = Field("", alias="systemdSubState")
+    # Extensions (omitted when empty): how a launch went (fleet.core.outcome).
+    systemd_result: str = Field("", alias="systemdResult")
+    start_job_result: str = Field("", alias="startJobResult")
+    error: str = ""
 
 
 class Machine(_Wire):

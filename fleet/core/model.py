@@ -76,8 +76,9 @@ class UnitState:
     a launch has an honest outcome (:func:`fleet.core.outcome.launch_outcome`):
     ``result`` is systemd's Result of the unit (``success``, ``exit-code``, ...;
     "" when unknown), ``start_result`` the result of the start job the agent
-    last queued for it (``done``, ``failed``, ...; "" while it runs or before
-    one), and ``error`` the agent's last failed action on it ("" if none).
+    last queued for it (``done``, ``failed``, ...; ``queued`` while it runs, ""
+    when there was none), and ``error`` the agent's last failed action on it ("" if
+    none).
     """
 
     name: str

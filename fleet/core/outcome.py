@@ -17,6 +17,8 @@ from fleet.core.model import UnitState
 
 # Results systemd gives a unit that did not fail.
 _GOOD_RESULTS = frozenset({"", "success"})
+QUEUED = "queued"
+"""``start_result`` while the agent's start job has not finished."""
 
 
 class Outcome(StrEnum):
@@ -42,6 +44,9 @@ def launch_outcome(state: UnitState) -> Verdict:
         return Verdict(Outcome.FAILED, state.error)
     if state.active_state == "active":
         return Verdict(Outcome.RUNNING, f"{state.active_state}/{state.sub_state}")
+    if state.start_result == QUEUED:
+        # The agent's start is still under way: what systemd shows is from before.
+        return Verdict(Outcome.WAITING, f"{state.active_state}/{state.sub_state}, starting")
     if state.active_state == "failed":
         return Verdict(Outcome.FAILED, f"Result={state.result or 'unknown'}")
     if state.sub_state == "auto-restart" and state.result not in _GOOD_RESULTS:

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from fleet.core.model import DesiredState, Job, UnitState
+from fleet.core.outcome import Outcome, launch_outcome
 from fleet.core.unitfile import UnitFile
 from fleet.errors import InvalidInput
 
@@ -26,7 +27,9 @@ class UnitInfo:
 
     ``current`` is None for global units (fleet never derives one for them);
     ``machine_id`` is the engine's placement (None when unscheduled or global);
-    ``reason`` is why the engine could not place the unit (feature B1).
+    ``reason`` is why the engine could not place the unit (feature B1);
+    ``failure`` why it failed where it was placed (its launch outcome, or the
+    agent's error), None while nothing failed.
     """
 
     name: str
@@ -37,6 +40,7 @@ class UnitInfo:
     machine_id: str | None
     is_global: bool
     reason: str | None
+    failure: str | None = None
 
     @property
     def description(self) -> str:
@@ -85,6 +89,29 @@ def current_state(name: str, machine_id: str | None, states: Iterable[UnitState]
     return DesiredState.INACTIVE
 
 
+def failure_reason(
+    desired: DesiredState, hash: str, machine_id: str | None, states: Iterable[UnitState]
+) -> str | None:
+    """Why the unit (with content ``hash``) failed on its machine (``machine_id``;
+    every machine for a global unit, None): the failed outcome of a launch the
+    agent made, or the agent's error. None when nothing failed. States of other
+    content, or of a unit the agent did not launch, tell nothing about this one."""
+    if desired is DesiredState.INACTIVE:
+        return None
+    found = []
+    for state in sorted(states, key=lambda s: s.machine_id):
+        if machine_id is not None and state.machine_id != machine_id:
+            continue
+        if state.hash != hash:
+            continue
+        launched = state.fleet_state is DesiredState.LAUNCHED
+        if (desired is DesiredState.LAUNCHED and launched) or state.error:
+            verdict = launch_outcome(state)
+            if verdict.outcome is Outcome.FAILED:
+                found.append(f"failed on {state.machine_id[:8]}: {verdict.detail}")
+    return "; ".join(found) or None
+
+
 def build_unit_infos(
     jobs: Iterable[Job],
     bodies: Mapping[str, UnitFile],
@@ -121,6 +148,12 @@ def build_unit_infos(
                 machine_id=machine_id,
                 is_global=is_global,
                 reason=reasons.get(job.name) or None,
+                failure=failure_reason(
+                    job.desired_state,
+                    job.hash,
+                    None if is_global else (machine_id or ""),
+                    by_unit.get(job.name, ()),
+                ),
             )
         )
     infos.sort(key=lambda info: info.name)

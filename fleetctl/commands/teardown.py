@@ -51,8 +51,9 @@ async def lower_desired_state(
             app.echo(f"Triggered unit {name} {verb}")
     else:
         await waiter(app, client).wait_unit_states(waiting, desired, attempts)
-    done = {"stop": "stopped", "unload": "unloaded"}[verb]
-    app.warn(f"Successfully {done} units {go_list(waiting)}.")
+    if waiting:  # globals were only triggered: there is nothing to report on
+        done = {"stop": "stopped", "unload": "unloaded"}[verb]
+        app.warn(f"Successfully {done} units {go_list(waiting)}.")
 
 
 def _lower_command(
@@ -155,12 +156,18 @@ def destroy(app: App, units: tuple[str, ...], block_attempts: int, no_block: boo
     attempts = attempts_of(block_attempts, no_block)
 
     async def body(client: FleetClient) -> int:
+        destroyed = []
         for target in targets:
-            # A unit that is already gone is fine: destroy is idempotent.
-            await client.destroy_unit(target.name)
-            app.echo(f"Destroyed {target.name}")
+            # A unit that is already gone is fine (destroy is idempotent); like
+            # fleet, only units that were there are reported.
+            if await client.destroy_unit(target.name):
+                app.echo(f"Destroyed {target.name}")
+                destroyed.append(target.name)
+        if not destroyed:
+            app.warn("Units not found in registry")
+            return 0
         if attempts != NO_BLOCK:
-            await waiter(app, client).wait_destroyed([t.name for t in targets], attempts)
+            await waiter(app, client).wait_destroyed(destroyed, attempts)
         return 0
 
     return app.run(body)

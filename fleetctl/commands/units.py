@@ -102,6 +102,7 @@ async def create_units(
     replace: bool,
     attempts: int,
 ) -> None:
+    from fleet.core.views import unit_is_global
     from fleetctl.waiting import NO_BLOCK
 
     writes = await plan_creation(app, client, targets, command, replace)
@@ -112,10 +113,16 @@ async def create_units(
             await client.replace_unit(write.name, write.unit, DesiredState.INACTIVE)
         else:
             await client.create_unit(write.name, write.unit, DesiredState.INACTIVE)
-    if writes and attempts != NO_BLOCK:
-        await waiter(app, client).wait_unit_states(
-            [write.name for write in writes], DesiredState.INACTIVE, attempts
-        )
+    # Like fleet, the creation line is for units the engine schedules: a global
+    # unit has no state of its own to report.
+    created = [w.name for w in writes if not unit_is_global(w.name, w.unit)]
+    if not created:
+        return
+    if attempts == NO_BLOCK:
+        for name in created:
+            app.echo(f"Unit {name} {DesiredState.INACTIVE}")  # just created: it is
+    else:
+        await waiter(app, client).wait_unit_states(created, DesiredState.INACTIVE, attempts)
 
 
 async def trigger(
@@ -132,6 +139,10 @@ async def trigger(
     waiting: list[UnitInfo] = []
     for info in infos:
         if info.desired == target:
+            # Already asked for: still judged when the engine could not place it or
+            # it failed (fleet returned silently), quietly done otherwise.
+            if not info.is_global and (info.reason or info.failure):
+                waiting.append(info)
             continue
         await client.set_desired_state(info.name, target)
         if info.is_global:
@@ -209,7 +220,7 @@ def _activate(
         await wait.wait_unit_states([info.name for info in waiting], target, attempts)
         if command == "start" and waiting:
             placed = [await client.get_unit(info.name) for info in waiting]
-            await wait.wait_systemd_active([info for info in placed if info], attempts)
+            await wait.wait_launch_outcomes([info for info in placed if info], attempts)
         return 0
 
     return app.run(body)

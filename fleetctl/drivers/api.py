@@ -149,6 +149,7 @@ def _unit_info(wire: dict[str, Any]) -> UnitInfo:
         machine_id=wire.get("machineID") or None,
         is_global=unit_is_global(name, unit),
         reason=wire.get("reason") or None,
+        failure=wire.get("failure") or None,
     )
 
 
@@ -160,6 +161,9 @@ def _unit_state(wire: dict[str, Any]) -> UnitState:
         active_state=str(wire.get("systemdActiveState", "")),
         sub_state=str(wire.get("systemdSubState", "")),
         hash=str(wire.get("hash", "")),
+        result=str(wire.get("systemdResult", "")),
+        start_result=str(wire.get("startJobResult", "")),
+        error=str(wire.get("error", "")),
     )
 
 

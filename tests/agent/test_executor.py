@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from fleet.agent.executor import ActionExecutor
+from fleet.agent.executor import MAX_BACKOFF, ActionExecutor
 from fleet.agent.unitdir import UnitDirectory
 from fleet.cluster.etcd import EtcdProcess
 from fleet.core.agent_plan import ActionKind, AgentAction, AgentReason, DesiredUnit
 from fleet.core.model import DesiredState
 from fleet.errors import SystemdError
-from fleet.ports import NO_SUCH_UNIT
+from fleet.ports import NO_SUCH_UNIT, SystemClock
 from tests.agent.support import holds, running, unit, world
 from tests.asyncsupport import async_test, eventually
 
@@ -150,6 +150,8 @@ async def test_each_action_kind_makes_its_systemd_calls(
             units,
             systemd_units_dir=w.units_dir,
             job_timeout=1.0,
+            clock=SystemClock(),
+            retry_interval=0.05,
             on_error=errors.append,
         )
         desired = {name: DesiredUnit(hash, LAUNCHED)}
@@ -169,7 +171,7 @@ async def test_each_action_kind_makes_its_systemd_calls(
 
 
 @async_test
-async def test_a_failed_action_stops_the_pass_and_is_retried(
+async def test_a_failed_action_holds_back_only_its_unit_which_is_retried(
     etcd: EtcdProcess, etcd_prefix: str, tmp_path: Path
 ) -> None:
     first, second = "ex-a.service", "ex-b.service"
@@ -178,16 +180,94 @@ async def test_a_failed_action_stops_the_pass_and_is_retried(
         for name in (first, second):
             await w.create(name, body, hash)
             await w.schedule(name, hash, LAUNCHED)
-        w.systemd.fail("link_unit_files", times=2)
+        w.systemd.fail("link_unit_files", times=1)
         agent = w.agent()
         async with running(agent):
+            await eventually(w.unit_is(first, "active"))
             await eventually(w.unit_is(second, "active"))
             links = [arg for op, arg in w.mutations() if op == "link_unit_files"]
-            # The pass stops at the first failure: the second unit waits its turn.
-            assert links == [str(w.units_dir / n) for n in (first, first, first, second)]
+            # The second unit did not wait for the first: the same pass linked it.
+            assert links == [str(w.units_dir / n) for n in (first, second, first)]
             assert agent.last_error is not None
             assert f"type=LOAD unit={first}" in agent.last_error
             assert w.systemd.started(first) == w.systemd.started(second) == 1
+            assert agent.executor.troubles == {}
+
+
+@async_test
+async def test_a_poisoned_unit_leaves_the_others_controllable(
+    etcd: EtcdProcess, etcd_prefix: str, tmp_path: Path
+) -> None:
+    """A name that cannot be a file (written straight into etcd, past validation)
+    is reported with why and retried with growing pauses; the other units on the
+    machine still load, start, stop and unload."""
+    poisoned, good = "..service", "ex-good.service"
+    body, hash = unit()
+    async with world(etcd, etcd_prefix, tmp_path) as w:
+        await w.create(poisoned, body, hash)
+        await w.create(good, body, hash)
+        agent = w.agent()
+        async with running(agent):
+            await w.schedule(poisoned, hash, LAUNCHED)
+            await w.schedule(good, hash, LAUNCHED)
+            await eventually(w.unit_is(good, "active"))
+            state = await eventually(lambda: w.state_of(poisoned))
+            assert (state.fleet_state, state.active_state) == (DesiredState.INACTIVE, "inactive")
+            assert state.error.startswith("load failed: ")
+            assert "cannot be a file in the units directory" in state.error
+            await eventually(holds(lambda: agent.executor.troubles[poisoned].failures >= 3))
+            await w.schedule(good, hash, LOADED)
+            await eventually(w.unit_is(good, "inactive"))
+            await w.schedule(good, None)
+            await eventually(holds(lambda: good not in agent.current))
+            # Gone from the schedule: the poisoned unit's trouble and state go too.
+            await w.schedule(poisoned, None)
+            await eventually(w.published(poisoned, lambda s: s is None))
+            assert poisoned not in agent.executor.troubles
+
+
+class ManualClock(SystemClock):
+    """Monotonic time that moves only when the test says so."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+@async_test
+async def test_a_failing_unit_is_retried_after_doubling_pauses(
+    etcd: EtcdProcess, etcd_prefix: str, tmp_path: Path
+) -> None:
+    poisoned = "..service"
+    _body, hash = unit()
+    async with world(etcd, etcd_prefix, tmp_path) as w:
+        clock = ManualClock()
+        executor = ActionExecutor(
+            w.registry,
+            w.systemd,
+            UnitDirectory(w.units_dir),
+            systemd_units_dir=w.units_dir,
+            job_timeout=1.0,
+            clock=clock,
+            retry_interval=1.0,
+            on_error=lambda _error: None,
+        )
+        load = [AgentAction(ActionKind.LOAD, poisoned, AgentReason.NOT_LOADED)]
+        desired = {poisoned: DesiredUnit(hash, LAUNCHED)}
+        seen = []
+        for step in (0.0, 0.5, 0.6, 1.0, 2.5, 3.0, 7.0, 200.0, 300.0, 400.0):
+            clock.now = 100.0 + step
+            assert not await executor.execute_plan(load, desired)
+            trouble = executor.troubles[poisoned]
+            seen.append((trouble.failures, trouble.retry_at - 100.0))
+        # Tried at 0, 1, 3, 7 (pauses 1, 2, 4, 8, ...), the pause capped at MAX_BACKOFF.
+        assert seen == [
+            (1, 1.0), (1, 1.0), (1, 1.0), (2, 3.0), (2, 3.0), (3, 7.0), (4, 15.0),
+            (5, 200.0 + 16.0), (6, 300.0 + 32.0), (7, 400.0 + MAX_BACKOFF),
+        ]  # fmt: skip
+        assert executor.next_retry_in() == MAX_BACKOFF == 60.0
 
 
 @async_test

@@ -39,11 +39,21 @@ async def test_states_follow_systemds_hints_and_vanish_when_unscheduled(
             await eventually(w.published(name, is_state("active", "running")))
             state = await w.state_of(name)
             assert state == UnitState(
-                name, w.machine.id, "loaded", "active", "running", hash, DesiredState.LAUNCHED
+                name,
+                w.machine.id,
+                "loaded",
+                "active",
+                "running",
+                hash,
+                DesiredState.LAUNCHED,
+                start_result="done",
             )
             # The process dies: only systemd's hint can tell the agent in time.
             w.systemd.crash(name)
             await eventually(w.published(name, is_state("failed", "failed")))
+            failed = await w.state_of(name)
+            assert failed is not None
+            assert (failed.result, failed.start_result, failed.error) == ("signal", "done", "")
             await w.schedule(name, None)
             await eventually(w.published(name, lambda s: s is None))
 

@@ -261,7 +261,10 @@ def test_start_times_out_without_engine(fleetctl: Fleetctl) -> None:
     result = fleetctl("start", "--block-attempts=1", "hello.service")
     assert time.monotonic() - started >= 2.0
     assert result.code == 1
-    assert result.err == "timed out waiting for unit hello.service to report state launched\n"
+    assert result.err == (
+        "timed out waiting for unit hello.service to report state launched "
+        "(last seen: inactive, not scheduled)\n"
+    )
 
 
 # --- simulated machine: the test plays engine and agent -------------------------------------
@@ -286,7 +289,14 @@ class SimulatedMachine:
         self.lease: MachineLease | None = None
         self.leadership: Leadership | None = None
 
-    async def place(self, name: str, desired: DesiredState, **state: str) -> None:
+    async def place(
+        self,
+        name: str,
+        desired: DesiredState,
+        *,
+        fleet_state: DesiredState | None = None,
+        **state: str,
+    ) -> None:
         if self.lease is None:
             machine = Machine(MACHINE_ID, "172.17.8.103")
             self.lease = await self.registry.register_machine(machine, ttl=10)
@@ -303,7 +313,10 @@ class SimulatedMachine:
                 state.get("active", "inactive"),
                 state.get("sub", "dead"),
                 HELLO.hash,
-                desired,
+                desired if fleet_state is None else fleet_state,
+                result=state.get("result", ""),
+                start_result=state.get("start", ""),
+                error=state.get("error", ""),
             ),
         )
 
@@ -419,3 +432,106 @@ def test_plan_simulated_machine_writes_nothing(fleetctl: Fleetctl) -> None:
     row = stuck.out.splitlines()[2]
     assert row.startswith("unplaceable.service\t-\t") and "MachineMetadata" in row
     assert fleetctl.unit_files() == []
+
+
+WHERE = "113f16a7.../172.17.8.103"
+SEE = "(see fleetctl status hello.service; fleetctl journal hello.service)"
+
+
+@pytest.mark.parametrize(
+    ("state", "code", "out", "err"),
+    [
+        pytest.param(
+            {"active": "failed", "sub": "failed", "result": "exit-code", "start": "done"},
+            1,
+            f"Unit hello.service launched on {WHERE}",
+            f"Unit hello.service failed on {WHERE}: Result=exit-code {SEE}",
+            id="failed",
+        ),
+        pytest.param(
+            {"active": "activating", "sub": "auto-restart", "result": "exit-code", "start": "done"},
+            1,
+            f"Unit hello.service launched on {WHERE}",
+            f"Unit hello.service failed on {WHERE}: Result=exit-code, systemd keeps restarting "
+            f"it {SEE}",
+            id="crash-loop",
+        ),
+        pytest.param(
+            {"active": "inactive", "sub": "dead", "result": "success", "start": "done"},
+            0,
+            f"Unit hello.service ran and exited successfully on {WHERE}",
+            "",
+            id="ran-and-exited",
+        ),
+    ],
+)
+def test_start_ends_on_systemds_verdict(
+    fleetctl: Fleetctl, state: dict[str, str], code: int, out: str, err: str
+) -> None:
+    """``start`` never hangs on a unit that failed or simply ran: it says what happened."""
+
+    async def scenario(registry: EtcdRegistry) -> Result:
+        command = asyncio.create_task(fleetctl.run_async("start", "hello.service"))
+        await wait_for_desired(registry, "hello.service", DesiredState.LAUNCHED)
+        machine = SimulatedMachine(registry)
+        # The agent's start job has not finished: an old "failed" means nothing yet.
+        await machine.place(
+            "hello.service", DesiredState.LAUNCHED, active="failed", sub="failed", start="queued"
+        )
+        await asyncio.sleep(0.6)  # sampling: fleetctl must still be waiting
+        assert not command.done()
+        await machine.place("hello.service", DesiredState.LAUNCHED, **state)
+        return await command
+
+    result = fleetctl.registry(scenario)
+    assert result.code == code, result.err
+    assert result.out.splitlines()[-1] == out
+    assert result.err == (err + "\n" if err else "")
+
+
+def test_start_of_a_unit_its_agent_cannot_load_fails_at_once(fleetctl: Fleetctl) -> None:
+    async def scenario(registry: EtcdRegistry) -> Result:
+        command = asyncio.create_task(fleetctl.run_async("start", "hello.service"))
+        await wait_for_desired(registry, "hello.service", DesiredState.LAUNCHED)
+        await SimulatedMachine(registry).place(
+            "hello.service",
+            DesiredState.LAUNCHED,
+            fleet_state=DesiredState.INACTIVE,
+            error="load failed: no space left on device",
+        )
+        return await command
+
+    result = fleetctl.registry(scenario)
+    assert result.code == 1
+    assert result.err == (
+        "Unit hello.service failed on 113f16a7: load failed: no space left on device\n"
+    )
+    listed = fleetctl("list-unit-files", "--no-legend", "--fields=unit,reason")
+    assert listed.out == (
+        "hello.service\tfailed on 113f16a7: load failed: no space left on device\n"
+    )
+
+
+def test_destroy_of_an_unknown_unit_says_so_like_fleet(fleetctl: Fleetctl) -> None:
+    result = fleetctl("destroy", "nothere.service")
+    assert (result.code, result.out, result.err) == (0, "", "Units not found in registry\n")
+
+
+def test_start_no_block_of_a_new_unit_prints_its_creation_like_fleet(fleetctl: Fleetctl) -> None:
+    result = fleetctl("start", "--no-block", "hello.service", "global.service")
+    assert result.code == 0, result.err
+    assert result.out.splitlines() == [
+        "Unit hello.service inactive",
+        "Triggered global unit global.service start",
+        "Triggered unit hello.service start",
+    ]
+
+
+def test_stop_of_a_global_unit_only_triggers_it(fleetctl: Fleetctl) -> None:
+    assert fleetctl("start", "--no-block", "global.service").code == 0
+    result = fleetctl("stop", "global.service")
+    assert (result.code, result.out, result.err) == (
+        0,
+        "Triggered global unit global.service stop\n",
+        "",
+    )

@@ -171,6 +171,7 @@ def test_unit_files_json_has_stable_snake_case_keys() -> None:
             "target_ip": "172.17.8.103",
             "description": "Hello World",
             "reason": "why",
+            "failure": None,
         }
     ]
 

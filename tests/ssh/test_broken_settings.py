@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,7 +19,7 @@ import pytest
 from fleet.cluster.etcd import EtcdProcess
 from tests.ssh.conftest import SSHServer
 
-FLEETCTL = str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "fleetctl")
+FLEETCTL = (sys.executable, "-m", "fleetctl")
 UNIT = str(Path(__file__).resolve().parents[2] / "units" / "examples" / "hello.service")
 
 COMMANDS: list[tuple[str, ...]] = [
@@ -102,7 +103,7 @@ def test_every_command_fails_in_one_line(
     broken: str, etcd: EtcdProcess, sshd: SSHServer, tmp_path: Path
 ) -> None:
     flags = [*SETTINGS[broken](etcd, sshd, tmp_path), "--request-timeout", "2"]
-    argvs = {" ".join(c): [FLEETCTL, *flags, *c] for c in COMMANDS}
+    argvs = {" ".join(c): [*FLEETCTL, *flags, *c] for c in COMMANDS}
     with ThreadPoolExecutor(max_workers=6) as pool:
         results = dict(zip(argvs, pool.map(_run, argvs.values()), strict=True))
     bad = {
