@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from enum import Enum
 from typing import Protocol
 
@@ -82,6 +82,15 @@ async def set_desired_state(store: UnitStore, name: str, desired: DesiredState) 
     """NotFound if the unit does not exist."""
     check_activation(name, desired)
     await store.set_desired_state(name, desired)
+
+
+async def set_desired_states(store: UnitStore, desired: Mapping[str, DesiredState]) -> None:
+    """Several units' desired states in one write, so the engine judges them together
+    (a unit that follows another is never seen without the unit it follows)."""
+    for name, state in desired.items():
+        check_activation(name, state)
+    if desired:
+        await store.set_desired_states(desired)
 
 
 async def destroy_unit(store: UnitStore, name: str) -> bool:

@@ -11,7 +11,7 @@ knows about them.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, cast
@@ -48,6 +48,10 @@ class FleetClient(Protocol):
 
     async def set_desired_state(self, name: str, desired: DesiredState) -> None:
         """NotFound if the unit does not exist."""
+
+    async def set_desired_states(self, desired: Mapping[str, DesiredState]) -> None:
+        """Several at once, in one write where the cluster can (NotFound if any is
+        missing)."""
 
     async def destroy_unit(self, name: str) -> bool:
         """False if there was no such unit."""

@@ -29,6 +29,7 @@ from fleet.core.views import UnitInfo
 from fleet.errors import InvalidInput, NotFound
 
 _UNIT_PUT = TypeAdapter(schema.UnitPut)
+_DESIRED_PATCH = TypeAdapter(schema.DesiredStatesPatch)
 
 
 def unit_to_wire(info: UnitInfo) -> schema.Unit:
@@ -69,6 +70,32 @@ def units_router(registry: units.Registry, token_limit: int) -> APIRouter:
     )
     async def get_units(nextPageToken: str | None = None) -> JSONResponse:
         return await list_units(schema.PageToken.from_query(nextPageToken, token_limit))
+
+    @router.patch(
+        "/units",
+        status_code=204,
+        responses={
+            204: {"description": "every desired state set (extension)"},
+            400: {"model": schema.ErrorEnvelope},
+            404: {"model": schema.ErrorEnvelope},
+            415: {"model": schema.ErrorEnvelope},
+        },
+        openapi_extra=request_body(_DESIRED_PATCH),
+    )
+    async def patch_units(request: Request) -> Response:
+        """Extension: set several units' desired states in one write, so the engine
+        judges them together (``fleetctl start a b c`` of followers and targets)."""
+        check_content_type(request)
+        body = parse(_DESIRED_PATCH, await read_json(request))
+        wanted: dict[str, DesiredState] = {}
+        for name, text in body.desired_states.items():
+            validate_unit_name(name)
+            state = _desired(text)
+            if state is None:
+                raise InvalidInput(f"no desiredState given for unit {name}")
+            wanted[name] = state
+        await units.set_desired_states(registry, wanted)
+        return Response(status_code=204)
 
     @router.get(
         "/units/{name:anytext}",

@@ -117,6 +117,14 @@ def error_envelope(code: int, message: str) -> dict[str, Any]:
 # Requests
 
 
+class DesiredStatesPatch(BaseModel):
+    """Body of ``PATCH /units`` (extension): several desired states in one write."""
+
+    desired_states: dict[StrictStr, StrictStr] = Field(alias="desiredStates")
+
+    model_config = ConfigDict(populate_by_name=True)
+
+
 class UnitPut(BaseModel):
     """Body of ``PUT /units/<name>``. Unknown fields are ignored, like Go's decoder."""
 

@@ -44,6 +44,10 @@ class UnitStore(Protocol):
     async def set_desired_state(self, name: str, desired: DesiredState) -> None:
         """NotFound if the unit does not exist (compare-and-set in one transaction)."""
 
+    async def set_desired_states(self, desired: Mapping[str, DesiredState]) -> None:
+        """Several at once, in one transaction (NotFound, and nothing written, if
+        any does not exist), so the engine sees them together."""
+
     async def destroy_unit(self, name: str) -> bool:
         """Delete the unit; False if it did not exist."""
 

@@ -8,7 +8,7 @@ global is the caller's decision, made from requirements it already parsed.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from aetcd import rpc
@@ -19,6 +19,9 @@ from fleet.registry import codec
 from fleet.registry.base import RegistryBase
 from fleet.registry.keys import REASON, Keys
 from fleet.registry.ops import GREATER, MAX_TXN_OPS, created, delete, get, modified, put
+
+# A unit takes a compare and up to two puts: 40 stay well under etcd's 128 ops.
+_UNITS_PER_TXN = 40
 
 
 class UnitRegistry(RegistryBase):
@@ -99,6 +102,38 @@ class UnitRegistry(RegistryBase):
             if response.succeeded:
                 return
         raise StoreError(f"unit {name} kept changing while its desired state was being set")
+
+    async def set_desired_states(self, desired: Mapping[str, DesiredState]) -> None:
+        """Several units' desired states in one transaction (compare-and-set on each
+        job), so the engine never plans with half of them written. Batches of
+        _UNITS_PER_TXN units: beyond that each batch is atomic on its own."""
+        names = sorted(desired)
+        for start in range(0, len(names), _UNITS_PER_TXN):
+            await self._set_desired_batch(
+                {n: desired[n] for n in names[start : start + _UNITS_PER_TXN]}
+            )
+
+    async def _set_desired_batch(self, desired: Mapping[str, DesiredState]) -> None:
+        for _ in range(3):
+            reads = []
+            for name in desired:
+                reads += [get(self.keys.job(name)), get(self.keys.global_unit(name))]
+            read = await self._txn([], reads)
+            compares, ops = [], []
+            for index, (name, state) in enumerate(desired.items()):
+                job_kvs = read.responses[2 * index].response_range.kvs
+                if not job_kvs:
+                    raise NotFound(f"unit {name} does not exist")
+                job_key = self.keys.job(name)
+                job = codec.decode_job(job_kvs[0].value, self._where(job_key))
+                value = codec.encode_job(Job(job.name, job.hash, state))
+                compares.append(modified(job_key, job_kvs[0].mod_revision))
+                ops.append(put(job_key, value))
+                if read.responses[2 * index + 1].response_range.kvs:
+                    ops.append(put(self.keys.global_unit(name), value))
+            if (await self._txn(compares, ops)).succeeded:
+                return
+        raise StoreError("units kept changing while their desired states were being set")
 
     async def destroy_unit(self, name: str) -> bool:
         job_key = self.keys.job(name)

@@ -137,6 +137,7 @@ async def trigger(
             raise NotFound(f"unable to find unit {name}")
         infos.append(info)
     waiting: list[UnitInfo] = []
+    changing: list[UnitInfo] = []
     for info in infos:
         if info.desired == target:
             # Already asked for: still judged when the engine could not place it or
@@ -144,7 +145,11 @@ async def trigger(
             if not info.is_global and (info.reason or info.failure):
                 waiting.append(info)
             continue
-        await client.set_desired_state(info.name, target)
+        changing.append(info)
+    # One write for all of them: the engine never judges a unit while a unit it
+    # follows (MachineOf) is still waiting for its own desired state.
+    await client.set_desired_states({info.name: target for info in changing})
+    for info in changing:
         if info.is_global:
             app.echo(f"Triggered global unit {info.name} {verb}")
         else:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
@@ -281,6 +281,16 @@ class ApiClient:
         except AlreadyExists as exc:
             # 409 here means "unit does not exist and options field empty".
             raise NotFound(f"unit {name} does not exist") from exc
+
+    async def set_desired_states(self, desired: Mapping[str, DesiredState]) -> None:
+        body = {"desiredStates": {name: state.value for name, state in desired.items()}}
+        response = await self._request("PATCH", "units", json=body)
+        if response.status_code == 405:
+            # fleet's own API (or an older fleetd) has no such request: one at a time.
+            for name, state in desired.items():
+                await self.set_desired_state(name, state)
+            return
+        _raise_for(response, self.endpoint)
 
     async def destroy_unit(self, name: str) -> bool:
         response = await self._request("DELETE", self._unit_path(name))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, TypeVar
 
 from fleet import __version__, units
@@ -69,6 +69,9 @@ class EtcdFleetClient:
 
     async def set_desired_state(self, name: str, desired: DesiredState) -> None:
         await self._call(units.set_desired_state(self._registry, name, desired))
+
+    async def set_desired_states(self, desired: Mapping[str, DesiredState]) -> None:
+        await self._call(units.set_desired_states(self._registry, desired))
 
     async def destroy_unit(self, name: str) -> bool:
         return await self._call(units.destroy_unit(self._registry, name))

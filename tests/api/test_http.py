@@ -87,7 +87,12 @@ async def test_store_unavailable_is_503(etcd: EtcdProcess, etcd_prefix: str) -> 
             id="post-unit",
         ),
         pytest.param(
-            "POST", "/fleet/v1/units", 405, "only GET supported against this resource", id="units"
+            # PATCH /units is our extension (several desired states in one write).
+            "POST",
+            "/fleet/v1/units",
+            405,
+            "only GET and PATCH supported against this resource",
+            id="units",
         ),
         pytest.param(
             "DELETE",

@@ -37,3 +37,12 @@ async def compact(registry: EtcdRegistry, revision: int) -> None:
     await registry.connection.call(
         "kv", "Compact", rpc.CompactionRequest(revision=revision, physical=True)
     )
+
+
+async def mod_revisions(registry: EtcdRegistry, prefix: str = "") -> dict[str, int]:
+    """Like :func:`dump`, but the revision each key was last written at."""
+    start = registry.keys.absolute(prefix)
+    response = await registry.connection.call(
+        "kv", "Range", rpc.RangeRequest(key=start, range_end=range_end(start))
+    )
+    return {registry.keys.relative(kv.key): int(kv.mod_revision) for kv in response.kvs}
