@@ -23,7 +23,13 @@ from collections.abc import Mapping, Sequence
 from enum import Enum
 from typing import Protocol
 
-from fleet.core.model import DesiredState, Job, UnitState
+from fleet.core.model import (
+    DesiredState,
+    Job,
+    PlacementReason,
+    UnitState,
+    machine_set_fingerprint,
+)
 from fleet.core.names import check_activation, validate_unit_name
 from fleet.core.requirements import Requirements, validate_unit
 from fleet.core.unitfile import UnitFile
@@ -168,4 +174,23 @@ async def _infos(registry: Registry, jobs: Sequence[Job]) -> list[UnitInfo]:
     for digest in unparseable:
         names = ", ".join(job.name for job in jobs if job.hash == digest)
         log.warning("unit body %s in the registry does not parse; hiding %s", digest, names)
-    return build_unit_infos(jobs, bodies, schedule, states, reasons)
+    return build_unit_infos(
+        jobs, bodies, schedule, states, await _current_reasons(registry, jobs, reasons)
+    )
+
+
+async def _current_reasons(
+    registry: Registry, jobs: Sequence[Job], reasons: Mapping[str, PlacementReason]
+) -> dict[str, str]:
+    """The reasons that still explain their unit: a reason judged for other
+    content, another desired state or another set of machines is stale (the
+    engine's next pass decides anew) and is never reported."""
+    if not reasons:
+        return {}
+    fingerprint = machine_set_fingerprint(await registry.list_machines())
+    by_name = {job.name: job for job in jobs}
+    return {
+        name: reason.text
+        for name, reason in reasons.items()
+        if (job := by_name.get(name)) is not None and reason.explains(job, fingerprint)
+    }

@@ -16,7 +16,14 @@ import pytest
 
 from fleet import units
 from fleet.cluster.etcd import EtcdProcess
-from fleet.core.model import DesiredState, Job, UnitState
+from fleet.core.model import (
+    DesiredState,
+    Job,
+    Machine,
+    PlacementReason,
+    UnitState,
+    machine_set_fingerprint,
+)
 from fleet.core.unitfile import UnitFile
 from fleet.errors import (
     AlreadyExists,
@@ -423,5 +430,46 @@ def test_list_unit_states_filters(
                         await reg.publish_unit_state(lease, state)
             states = await units.list_unit_states(reg, machine_id, unit_name)
             assert [(s.name, s.machine_id) for s in states] == expected
+
+    run()
+
+
+# --- reasons tied to what they explain -------------------------------------------------------
+
+STALENESS = {
+    "current": (lambda j, fp: PlacementReason("no room", j.hash, j.desired_state, fp), True),
+    "without-context": (lambda j, fp: PlacementReason("no room"), True),
+    "other-content": (
+        lambda j, fp: PlacementReason("no room", "f" * 40, j.desired_state, fp),
+        False,
+    ),
+    "other-desired-state": (lambda j, fp: PlacementReason("no room", j.hash, LOADED, fp), False),
+    "other-machines": (
+        lambda j, fp: PlacementReason("no room", j.hash, j.desired_state, "0" * 16),
+        False,
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(STALENESS))
+def test_a_reason_is_reported_only_while_it_explains_its_unit(
+    etcd: EtcdProcess, etcd_prefix: str, case: str
+) -> None:
+    make, reported = STALENESS[case]
+
+    @async_test
+    async def run() -> None:
+        async with await EtcdRegistry.connect([etcd.endpoint], etcd_prefix) as reg:
+            await units.create_unit(reg, "a.service", PLAIN, LAUNCHED)
+            lease = await reg.register_machine(Machine("m1", "10.0.0.1", {"az": "a"}), ttl=30)
+            job = await reg.get_job("a.service")
+            assert job is not None
+            fingerprint = machine_set_fingerprint(await reg.list_machines())
+            engine = await reg.campaign("engine", "1", 30)
+            assert engine is not None
+            await reg.apply_schedule(engine, [], {"a.service": make(job, fingerprint)})
+            (info,) = await units.list_units(reg)
+            assert info.reason == ("no room" if reported else None)
+            await reg.unregister_machine(lease)
 
     run()

@@ -6,7 +6,8 @@ agent reason about, what the API serialises and what fleetctl renders.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import hashlib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
@@ -65,6 +66,42 @@ class Job:
     name: str
     hash: str  # sha1 hex of the canonical unit file body
     desired_state: DesiredState
+
+
+def machine_set_fingerprint(machines: Iterable[Machine]) -> str:
+    """A short digest of which machines there are and their metadata: what a
+    placement verdict was judged against."""
+    digest = hashlib.sha1(usedforsecurity=False)
+    for machine in sorted(machines, key=lambda m: m.id):
+        digest.update(machine.id.encode())
+        for key in sorted(machine.metadata):
+            digest.update(f"\0{key}={machine.metadata[key]}".encode())
+        digest.update(b"\n")
+    return digest.hexdigest()[:16]
+
+
+@dataclass(frozen=True, slots=True)
+class PlacementReason:
+    """Why the engine could not place a unit, and what it judged: the unit's content
+    (``hash``), its ``desired`` state and the machine set (``machines``, a
+    :func:`machine_set_fingerprint`). A change to any of them makes the reason
+    stale: it no longer explains anything and is not reported (the engine's next
+    pass gives a new verdict). A reason without context (written by an older
+    engine) is taken as it is."""
+
+    text: str
+    hash: str = ""
+    desired: DesiredState | None = None
+    machines: str = ""
+
+    def explains(self, job: Job, machines: str) -> bool:
+        if not self.hash:
+            return True
+        return (
+            self.hash == job.hash
+            and self.desired is job.desired_state
+            and self.machines == machines
+        )
 
 
 @dataclass(frozen=True, slots=True)

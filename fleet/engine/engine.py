@@ -401,7 +401,7 @@ class Engine:
                 log.info("engine: scheduling %d units", len(result.place))
             for name, why in writes.reasons.items():
                 if why is not None:
-                    log.info("engine: cannot place %s: %s", name, why)
+                    log.info("engine: cannot place %s: %s", name, why.text)
         log.debug(
             "engine: pass writes %d placements, %d removals, %d rewrites, %d reasons",
             writes.placed,

@@ -16,7 +16,13 @@ import logging
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from fleet.core.model import DesiredState, Job, Machine
+from fleet.core.model import (
+    DesiredState,
+    Job,
+    Machine,
+    PlacementReason,
+    machine_set_fingerprint,
+)
 from fleet.core.requirements import Requirements, parse_requirements
 from fleet.core.scheduler import Plan, SchedUnit, Snapshot, explain
 from fleet.core.unitfile import UnitFile
@@ -52,7 +58,7 @@ class PassWrites:
     """What one reconcile pass sends to ``apply_schedule``."""
 
     changes: tuple[ScheduleChange, ...]
-    reasons: dict[str, str | None]
+    reasons: dict[str, PlacementReason | None]
     placed: int
     removed: int
     rewritten: int
@@ -84,7 +90,7 @@ class ClusterState:
     schedule: dict[str, dict[str, Job]] = field(default_factory=dict)
     machines: dict[str, Machine] = field(default_factory=dict)
     dynamic_metadata: dict[str, dict[str, str | None]] = field(default_factory=dict)
-    reasons: dict[str, str] = field(default_factory=dict)
+    reasons: dict[str, PlacementReason] = field(default_factory=dict)
     # Our own schedule writes whose watch echo has not arrived yet: older events
     # for those keys are stale and must not undo the write in the view.
     pending: dict[tuple[str, str], Job | None] = field(default_factory=dict)
@@ -117,7 +123,7 @@ class ClusterState:
                 del self.bodies[gone]
         self._effective_machines = None
 
-    def load_reasons(self, listing: Mapping[str, str]) -> None:
+    def load_reasons(self, listing: Mapping[str, PlacementReason]) -> None:
         self.reasons = dict(listing)
 
     def apply(self, changes: Iterable[RegistryEvent]) -> bool:
@@ -290,11 +296,15 @@ class ClusterState:
                 puts.append(ScheduleChange(name, machine_id, job.hash, job.desired_state))
                 rewritten += 1
 
-        wanted: dict[str, str | None] = {}
-        for name, rejections in plan.unplaceable.items():
-            wanted[name] = explain(name, rejections)
-        wanted.update(cut.held)
-        reasons: dict[str, str | None] = {}
+        # Each reason records what it judged, so a reader can tell when it is stale.
+        fingerprint = machine_set_fingerprint(cut.snapshot.machines.values())
+        texts = {name: explain(name, rejections) for name, rejections in plan.unplaceable.items()}
+        texts.update(cut.held)
+        wanted: dict[str, PlacementReason] = {}
+        for name, text in texts.items():
+            job = self.jobs[name]
+            wanted[name] = PlacementReason(text, job.hash, job.desired_state, fingerprint)
+        reasons: dict[str, PlacementReason | None] = {}
         for name, why in wanted.items():
             if self.reasons.get(name) != why:
                 reasons[name] = why

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from fleet.core.model import Job, Machine, UnitState
+from fleet.core.model import Job, Machine, PlacementReason, UnitState
 
 
 class Topic(StrEnum):
@@ -119,7 +119,7 @@ class UnitStateChanged:
 @dataclass(frozen=True, slots=True)
 class ReasonChanged:
     name: str
-    reason: str | None
+    reason: PlacementReason | None
     revision: int
 
 

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from fleet.core.model import DesiredState, Job, Machine, UnitState
+from fleet.core.model import DesiredState, Job, Machine, PlacementReason, UnitState
 from fleet.ports.events import RegistryEvent, Scope
 
 
@@ -64,8 +64,9 @@ class ClusterView(Protocol):
     async def list_machines(self) -> list[Machine]:
         """Live machines (presence lease held), dynamic metadata overlaid, sorted by id."""
 
-    async def list_reasons(self) -> dict[str, str]:
-        """unit name -> why the engine could not place it (feature B1)."""
+    async def list_reasons(self) -> dict[str, PlacementReason]:
+        """unit name -> why the engine could not place it (feature B1), with what
+        it judged (stale ones included: the reader compares)."""
 
     async def set_machine_metadata(self, machine_id: str, key: str, value: str | None) -> None:
         """Dynamic metadata; ``None`` hides the key (fleet's ``""`` tombstone)."""
@@ -130,7 +131,7 @@ class EngineStore(Protocol):
         self,
         leadership: Leadership,
         changes: Sequence[ScheduleChange],
-        reasons: Mapping[str, str | None],
+        reasons: Mapping[str, PlacementReason | None],
     ) -> None:
         """Write placements and removals, and unplaceable reasons (None clears),
         in fenced transactions of at most 128 ops each. Raises NotLeader when

@@ -13,7 +13,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from fleet.core.model import DesiredState, Job, Machine, UnitState
+from fleet.core.model import DesiredState, Job, Machine, PlacementReason, UnitState
 from fleet.errors import StoreError
 
 VERSION = 1
@@ -92,12 +92,30 @@ def decode_schedule(raw: bytes, name: str, where: str) -> Job:
 # --- reasons and dynamic metadata -----------------------------------------------
 
 
-def encode_reason(reason: str) -> bytes:
-    return _dump({"reason": reason})
+def encode_reason(reason: PlacementReason) -> bytes:
+    return _dump(
+        {
+            "reason": reason.text,
+            "hash": reason.hash,
+            "desired": reason.desired.value if reason.desired is not None else "",
+            "machines": reason.machines,
+        }
+    )
 
 
-def decode_reason(raw: bytes, where: str) -> str:
-    return _str(_load(raw, where), "reason", where)
+def decode_reason(raw: bytes, where: str) -> PlacementReason:
+    obj = _load(raw, where)
+    desired = str(obj.get("desired", ""))
+    try:
+        state = DesiredState(desired) if desired else None
+    except ValueError as exc:
+        raise StoreError(f"corrupt value at {where}: {exc}") from exc
+    return PlacementReason(
+        _str(obj, "reason", where),
+        hash=str(obj.get("hash", "")),
+        desired=state,
+        machines=str(obj.get("machines", "")),
+    )
 
 
 def encode_metadata_value(value: str | None) -> bytes:

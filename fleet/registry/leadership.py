@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from fleet.core.model import PlacementReason
 from fleet.errors import NotLeader
 from fleet.ports.registry import Leadership, ScheduleChange
 from fleet.registry import codec
@@ -68,7 +69,7 @@ class LeadershipRegistry(RegistryBase):
         self,
         leadership: Leadership,
         changes: Sequence[ScheduleChange],
-        reasons: Mapping[str, str | None],
+        reasons: Mapping[str, PlacementReason | None],
     ) -> None:
         held = self._held(leadership, EtcdLeadership)
         if held.lost:

@@ -13,7 +13,7 @@ from typing import Any
 
 from aetcd import rpc
 
-from fleet.core.model import DesiredState, Job, Machine, UnitState
+from fleet.core.model import DesiredState, Job, Machine, PlacementReason, UnitState
 from fleet.errors import AlreadyExists, NotFound, StoreError
 from fleet.registry import codec
 from fleet.registry.base import RegistryBase
@@ -195,7 +195,7 @@ class UnitRegistry(RegistryBase):
             machines.append(machine.overlaid(dynamic.get(machine.id, {})))
         return sorted(machines, key=lambda m: m.id)
 
-    async def list_reasons(self) -> dict[str, str]:
+    async def list_reasons(self) -> dict[str, PlacementReason]:
         kvs, _ = await self._range(self.keys.reasons())
         return {
             Keys.parse_leaf(self.keys.relative(kv.key), REASON): codec.decode_reason(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from fleet.cluster.etcd import EtcdProcess
-from fleet.core.model import DesiredState, Machine, UnitState
+from fleet.core.model import DesiredState, Machine, PlacementReason, UnitState
 from fleet.core.unitfile import UnitFile
 from fleet.errors import AlreadyExists, FleetError, InvalidInput, NotFound, StoreUnavailable
 from fleet.ports import ScheduleChange
@@ -36,7 +36,9 @@ async def test_every_method_round_trips(etcd: EtcdProcess, etcd_prefix: str) -> 
             leader = await api.registry.campaign(M1, "1", 10.0)
             assert leader is not None
             await api.registry.apply_schedule(
-                leader, [ScheduleChange("a.service", M1, UNIT.hash)], {"p0.service": "why not"}
+                leader,
+                [ScheduleChange("a.service", M1, UNIT.hash)],
+                {"p0.service": PlacementReason("why not")},
             )
             got = await client.get_unit("a.service")
             assert got is not None

@@ -8,7 +8,7 @@ import pytest
 
 from fleet.api.schema import PageToken
 from fleet.cluster.etcd import EtcdProcess
-from fleet.core.model import DesiredState, Job
+from fleet.core.model import DesiredState, Job, PlacementReason
 from fleet.core.unitfile import UnitFile
 from tests.api.support import served_api
 from tests.asyncsupport import async_test
@@ -87,7 +87,7 @@ async def test_list_units_sorted_with_schedule_and_reason(
         await api.registry.apply_schedule(
             leader,
             [ScheduleChange("a.service", "m1", unit.hash, DesiredState.LAUNCHED)],
-            {"c.service": "no machine has metadata az=x"},
+            {"c.service": PlacementReason("no machine has metadata az=x")},
         )
         r = await api.client.get("/fleet/v1/units")
         assert r.status_code == 200

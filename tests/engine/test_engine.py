@@ -250,7 +250,7 @@ async def test_an_unplaceable_unit_gets_a_reason_cleared_when_a_machine_fits(
         reasons = await wait_until(
             cluster.registry.list_reasons, lambda r: "db.service" in r, what="a reason"
         )
-        why = reasons["db.service"]
+        why = reasons["db.service"].text
         assert "MachineMetadata" in why
         assert "sim-hdd-0" in why or "sim-hdd" in why
         assert await cluster.schedule() == {}
@@ -282,7 +282,7 @@ async def test_a_unit_whose_x_fleet_cannot_be_parsed_gets_a_reason_and_others_st
         reasons = await wait_until(
             cluster.registry.list_reasons, lambda r: "bad.service" in r, what="a reason"
         )
-        assert "X-Fleet" in reasons["bad.service"]
+        assert "X-Fleet" in reasons["bad.service"].text
 
 
 # --- rewrites -------------------------------------------------------------------------
@@ -355,7 +355,7 @@ async def test_conflicting_units_never_share_a_simulated_machine_across_passes(
         reasons = await wait_until(
             cluster.registry.list_reasons, lambda r: len(r) == 2, what="two unplaceable"
         )
-        assert all("Conflicts" in why for why in reasons.values())
+        assert all("Conflicts" in why.text for why in reasons.values())
         await cluster.add_simulated_machine("sim-m3")
         await wait_until(observe, lambda s: len(s) == 4, what="four placed")
         await wait_until(observe, lambda s: len(s) == 4, timeout=0.5)  # a few more samples

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from fleet.core.model import DesiredState, Job, Machine
+from fleet.core.model import DesiredState, Job, Machine, PlacementReason, machine_set_fingerprint
 from fleet.core.scheduler import plan
 from fleet.engine.view import ClusterState, PassWrites
 from fleet.ports import (
@@ -152,21 +152,43 @@ CASES = [
 def test_one_pass_writes(case: Case) -> None:
     view = ClusterState()
     view.apply(case.events)
-    view.load_reasons(case.existing_reasons)
+    view.load_reasons(_reasons(case.existing_reasons))
     writes = one_pass(view)
     assert list(writes.changes) == case.changes
+    texts = {n: None if r is None else r.text for n, r in writes.reasons.items()}
     if case.reason_check is None:
-        assert writes.reasons == case.reasons
+        assert texts == case.reasons
     else:
-        (why,) = writes.reasons.values()
-        assert why is not None and case.reason_check(why), why
+        (why,) = texts.values()
+        assert why is not None
+        assert case.reason_check(why), why
+
+
+def _reasons(texts: dict[str, str]) -> dict[str, PlacementReason]:
+    return {name: PlacementReason(text) for name, text in texts.items()}
+
+
+def test_a_reason_records_what_it_judged_and_a_new_machine_makes_it_anew() -> None:
+    view = ClusterState()
+    view.apply([machine("m1", disk="hdd"), *job("db.service", L, SSD_HASH)])
+    first = one_pass(view)
+    reason = first.reasons["db.service"]
+    assert reason is not None
+    assert (reason.hash, reason.desired) == (SSD_HASH, L)
+    assert reason.machines == machine_set_fingerprint(view.effective_machines().values())
+    view.written(first)
+    assert not one_pass(view)  # nothing changed: nothing rewritten
+    view.apply([machine("m2", disk="hdd")])
+    again = one_pass(view).reasons["db.service"]
+    assert again is not None
+    assert again.machines != reason.machines
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_a_written_pass_is_a_fixed_point(case: Case) -> None:
     view = ClusterState()
     view.apply(case.events)
-    view.load_reasons(case.existing_reasons)
+    view.load_reasons(_reasons(case.existing_reasons))
     view.written(one_pass(view))
     again = one_pass(view)
     assert not again, again

@@ -19,7 +19,7 @@ from typing import TypeVar
 import pytest
 
 from fleet.cluster.etcd import EtcdProcess, free_port
-from fleet.core.model import DesiredState, Machine, UnitState
+from fleet.core.model import DesiredState, Machine, PlacementReason, UnitState
 from fleet.core.unitfile import UnitFile
 from fleet.ports import Leadership, MachineLease, ScheduleChange
 from fleet.registry.etcd import EtcdRegistry
@@ -366,7 +366,7 @@ def test_start_unplaceable_simulated_machine_exits_2_with_reason(fleetctl: Fleet
         await wait_for_desired(registry, "hello.service", DesiredState.LAUNCHED)
         leadership = await registry.campaign("engine", "0.1.0", ttl=10)
         assert leadership is not None
-        await registry.apply_schedule(leadership, [], {"hello.service": reason})
+        await registry.apply_schedule(leadership, [], {"hello.service": PlacementReason(reason)})
         return await command
 
     result = fleetctl.registry(scenario)

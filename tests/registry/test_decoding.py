@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fleet.core.model import DesiredState, Job, Machine, UnitState
+from fleet.core.model import DesiredState, Job, Machine, PlacementReason, UnitState
 from fleet.ports import (
     BodyChanged,
     GlobalChanged,
@@ -27,6 +27,7 @@ from fleet.registry.keys import Keys
 HASH = "a" * 40
 JOB = Job("a.service", HASH, DesiredState.LAUNCHED)
 MACHINE = Machine("m1", "10.0.0.1", {"role": "web"})
+WHY = PlacementReason("no machine", HASH, DesiredState.LAUNCHED, "0123456789abcdef")
 STATE = UnitState("a.service", "m1", "loaded", "active", "running", HASH, DesiredState.LAUNCHED)
 
 
@@ -54,8 +55,11 @@ STATE = UnitState("a.service", "m1", "loaded", "active", "running", HASH, Desire
                      MetadataChanged("m1", "disk", None, 7, removed=True), id="metadata-removed"),
         pytest.param(Topic.STATES, "state/a.service/m1", codec.encode_state(STATE),
                      UnitStateChanged("a.service", "m1", STATE, 7), id="state"),
-        pytest.param(Topic.REASONS, "reason/a.service", codec.encode_reason("no machine"),
-                     ReasonChanged("a.service", "no machine", 7), id="reason"),
+        pytest.param(Topic.REASONS, "reason/a.service", codec.encode_reason(WHY),
+                     ReasonChanged("a.service", WHY, 7), id="reason"),
+        pytest.param(Topic.REASONS, "reason/a.service", b'{"v":1,"reason":"no machine"}',
+                     ReasonChanged("a.service", PlacementReason("no machine"), 7),
+                     id="reason-without-context"),
         pytest.param(Topic.LEADER, "engine/leader", codec.encode_leader("m1", "0.1.0", 5),
                      LeaderChanged(Leader("m1", "0.1.0"), 7), id="leader"),
         pytest.param(Topic.LEADER, "engine/leader", None, LeaderChanged(None, 7),

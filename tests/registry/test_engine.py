@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from fleet.cluster.etcd import EtcdProcess
-from fleet.core.model import DesiredState
+from fleet.core.model import DesiredState, PlacementReason
 from fleet.errors import NotLeader
 from fleet.ports import ScheduleChange
 from fleet.registry.etcd import EtcdLeadership, EtcdRegistry
@@ -46,7 +46,9 @@ async def test_deposed_leader_cannot_write(etcd: EtcdProcess, etcd_prefix: str) 
         assert new is not None
         before = await a.list_schedule_entries()
         with pytest.raises(NotLeader):
-            await a.apply_schedule(old, [ScheduleChange("x.service", "m1", HASH)], {"x": "r"})
+            await a.apply_schedule(
+                old, [ScheduleChange("x.service", "m1", HASH)], {"x": PlacementReason("r")}
+            )
         assert old.lost
         assert await a.list_schedule_entries() == before == {}
         assert await a.list_reasons() == {}
@@ -88,7 +90,9 @@ async def test_thousand_changes_in_one_apply(etcd: EtcdProcess, etcd_prefix: str
         leadership = await reg.campaign("m1", "0.1.0", ttl=5)
         assert leadership is not None
         changes = [ScheduleChange(f"u{i:04}.service", f"m{i % 7}", HASH) for i in range(1000)]
-        reasons: dict[str, str | None] = {f"r{i}.service": "no machine" for i in range(300)}
+        reasons: dict[str, PlacementReason | None] = {
+            f"r{i}.service": PlacementReason("no machine") for i in range(300)
+        }
         await reg.apply_schedule(leadership, changes, reasons)
         schedule = await reg.list_schedule()
         assert len(schedule) == 1000
@@ -107,8 +111,9 @@ async def test_reasons_set_and_clear(etcd: EtcdProcess, etcd_prefix: str) -> Non
     async with await connect(etcd, etcd_prefix) as reg:
         leadership = await reg.campaign("m1", "0.1.0", ttl=5)
         assert leadership is not None
-        await reg.apply_schedule(leadership, [], {"a.service": "no machine has az=b"})
-        assert await reg.list_reasons() == {"a.service": "no machine has az=b"}
+        why = PlacementReason("no machine has az=b", "a" * 40, DesiredState.LAUNCHED, "f" * 16)
+        await reg.apply_schedule(leadership, [], {"a.service": why})
+        assert await reg.list_reasons() == {"a.service": why}  # with what it judged
         await reg.apply_schedule(
             leadership, [ScheduleChange("a.service", "m1", HASH)], {"a.service": None}
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fleet.core.model import DesiredState, Job, Machine, UnitState
+from fleet.core.model import DesiredState, Job, Machine, PlacementReason, UnitState
 from fleet.errors import InvalidInput, InvalidUnitName, StoreError
 from fleet.registry import codec
 from fleet.registry.keys import Keys, normalise_prefix, range_end
@@ -126,7 +126,7 @@ def test_range_end(prefix: bytes, end: bytes) -> None:
             id="body",
         ),
         pytest.param(
-            "no machine",
+            PlacementReason("no machine", "a" * 40, DesiredState.LOADED, "0123456789abcdef"),
             codec.encode_reason,
             lambda raw: codec.decode_reason(raw, "k"),
             id="reason",
