@@ -9,7 +9,6 @@ carries only what a caller consumes (the ``eval`` lines, the status table).
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,7 +18,7 @@ import click
 from fleet.cluster import nodes
 from fleet.cluster.config import ClusterConfig
 from fleet.cluster.etcd import EtcdProcess
-from fleet.cluster.provision import default_fleetd, fleet_conf, parse_metadata
+from fleet.cluster.provision import default_fleetd, fleet_conf, parse_metadata, scripts_dir
 from fleet.cluster.registration import registered_machines, wait_registered
 from fleet.entry import require_daemon_extra
 from fleet.errors import FleetError, InvalidConfig, NotFound, Timeout
@@ -35,7 +34,7 @@ def env_lines(state_dir: Path) -> list[str]:
     cfg = ClusterConfig.load(state_dir)
     state_dir = state_dir.absolute()
     key = state_dir / nodes.CLUSTER_KEY
-    bin_dir = Path(sys.executable).parent
+    bin_dir = scripts_dir()
     return [
         f'export PATH="{bin_dir}:$PATH"',
         "export FLEETCTL_DRIVER=etcd",

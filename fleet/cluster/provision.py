@@ -9,6 +9,8 @@ anything, so it is testable against a temporary directory.
 
 from __future__ import annotations
 
+import contextlib
+import importlib.metadata
 import os
 import re
 import sys
@@ -21,15 +23,35 @@ UNITS_DIR = Path(__file__).parent / "units"  # the checkout's units/, or the whe
 DEFAULT_TARGET = "multi-user.target"
 FLEETD_PLACEHOLDER = "@FLEETD@"
 DROPIN_NAME = "50-fleet-cluster.conf"
+LOCAL_BIN = Path("/usr/local/bin")
 
 _DURATION = re.compile(r"(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+")
 _KEY = re.compile(r"[A-Za-z0-9_.-]+")
 _CONFIG_KEY = re.compile(r"[a-z][a-z0-9_]*")
 
 
+def scripts_dir() -> Path:
+    """Where this installation's console scripts (fleetd, fleetctl) are.
+
+    In a virtualenv, beside its interpreter. Installed outside one (pip's
+    ``--user``, a system install into ``/usr/local``) they are wherever pip put
+    them, as the distribution's record of its files says.
+    """
+    beside = Path(sys.executable).parent
+    if (beside / "fleetd").exists():
+        return beside
+    with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+        for file in importlib.metadata.distribution("fleet").files or ():
+            if file.name == "fleetd":
+                script = Path(str(file.locate())).resolve()
+                if script.is_file():
+                    return script.parent
+    return beside
+
+
 def default_fleetd() -> Path:
-    """The ``fleetd`` console script next to this interpreter (the project's venv)."""
-    return Path(sys.executable).parent / "fleetd"
+    """This installation's ``fleetd`` console script (see :func:`scripts_dir`)."""
+    return scripts_dir() / "fleetd"
 
 
 def parse_metadata(text: str) -> dict[str, str]:
@@ -169,9 +191,10 @@ def provision_machine(
     elif dropin.exists():
         dropin.unlink()
     # `fleetctl` on the machine's PATH: `fleetctl --tunnel` runs `fleetctl fd-forward`
-    # there, and people log in and type `fleetctl list-units`.
-    for tool in ("fleetctl", "fleetd"):
-        link = root / "usr/local/bin" / tool
+    # there, and people log in and type `fleetctl list-units`. An installation in
+    # /usr/local/bin is there already (a link would replace the script with itself).
+    for tool in ("fleetctl", "fleetd") if fleetd.parent != LOCAL_BIN else ():
+        link = root / LOCAL_BIN.relative_to("/") / tool
         link.parent.mkdir(parents=True, exist_ok=True)
         if link.is_symlink() or link.exists():
             link.unlink()

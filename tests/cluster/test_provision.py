@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from fleet.cluster.provision import provision_machine
+from fleet.cluster.provision import default_fleetd, provision_machine, scripts_dir
 from fleet.config import load_config
 from fleet.errors import InvalidConfig
 
@@ -61,6 +61,27 @@ def test_units_point_at_the_absolute_fleetd_and_are_enabled(tmp_path: Path) -> N
     for tool in ("fleetctl", "fleetd"):
         link = tmp_path / "usr/local/bin" / tool
         assert str(link.readlink()) == str(Path(FLEETD).parent / tool)
+
+
+def test_an_installation_in_usr_local_bin_is_not_linked_over_itself(tmp_path: Path) -> None:
+    # `pip install` outside a venv puts the scripts in /usr/local/bin: the machine
+    # sees them there, and on a VM (root /) a link would replace each with itself.
+    written = _provision(tmp_path, fleet_bin=Path("/usr/local/bin/fleetd"))
+    service = (tmp_path / "etc/systemd/system/fleet.service").read_text()
+    assert "ExecStart=/usr/local/bin/fleetd\n" in service
+    assert not (tmp_path / "usr/local/bin").exists()
+    assert not any("usr/local/bin" in str(p) for p in written)
+
+
+def test_the_scripts_are_found_where_pip_put_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In a venv beside the interpreter; outside one (a system interpreter whose
+    scripts went to /usr/local/bin or ~/.local/bin) where the install recorded them."""
+    venv_bin = Path(sys.executable).parent
+    assert (venv_bin / "fleetd").is_file()
+    assert scripts_dir() == venv_bin
+    monkeypatch.setattr(sys, "executable", "/nonexistent/bin/python3")
+    assert scripts_dir().resolve() == venv_bin.resolve()
+    assert default_fleetd().resolve() == (venv_bin / "fleetd").resolve()
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,8 @@
 but fleetd registration is not free); tests must leave it as they found it
 (destroy their units). A test that needs its own machine count, or breaks
 machines, asks ``cluster_factory(n)`` for a fresh cluster that is removed when
-the test ends. Boot and teardown timings are reported at the end of the run.
+the test ends. Boot and teardown timings are reported at the end of the run, with
+whatever a test put in ``report_timings``.
 """
 
 from __future__ import annotations
@@ -55,6 +56,17 @@ def cluster_factory(request: pytest.FixtureRequest) -> Iterator[Callable[..., Cl
         for c in made:
             c.stop()
             _TIMINGS.append((request.node.name, c.timings))
+
+
+@pytest.fixture
+def report_timings(request: pytest.FixtureRequest) -> Iterator[dict[str, float]]:
+    """A dict for a test's own timings (seconds), reported beside the clusters'."""
+    timings: dict[str, float] = {}
+    try:
+        yield timings
+    finally:
+        if timings:
+            _TIMINGS.append((request.node.name, timings))
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
