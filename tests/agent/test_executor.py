@@ -212,6 +212,7 @@ async def test_a_poisoned_unit_leaves_the_others_controllable(
             await w.schedule(good, hash, LAUNCHED)
             await eventually(w.unit_is(good, "active"))
             state = await eventually(lambda: w.state_of(poisoned))
+            assert state is not None
             assert (state.fleet_state, state.active_state) == (DesiredState.INACTIVE, "inactive")
             assert state.error.startswith("load failed: ")
             assert "cannot be a file in the units directory" in state.error

@@ -14,7 +14,7 @@ import shutil
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import TypedDict, TypeVar, Unpack
 
 import pytest
 
@@ -281,6 +281,17 @@ async def wait_for_desired(registry: EtcdRegistry, name: str, desired: DesiredSt
     pytest.fail(f"fleetctl never set {name} to {desired}")
 
 
+class Reported(TypedDict, total=False):
+    """What a simulated agent reports about a unit (defaults: loaded, inactive, dead)."""
+
+    load: str
+    active: str
+    sub: str
+    result: str
+    start: str
+    error: str
+
+
 class SimulatedMachine:
     """Plays the engine (schedule writes) and one agent (state reports)."""
 
@@ -295,7 +306,7 @@ class SimulatedMachine:
         desired: DesiredState,
         *,
         fleet_state: DesiredState | None = None,
-        **state: str,
+        **state: Unpack[Reported],
     ) -> None:
         if self.lease is None:
             machine = Machine(MACHINE_ID, "172.17.8.103")
@@ -466,7 +477,7 @@ SEE = "(see fleetctl status hello.service; fleetctl journal hello.service)"
     ],
 )
 def test_start_ends_on_systemds_verdict(
-    fleetctl: Fleetctl, state: dict[str, str], code: int, out: str, err: str
+    fleetctl: Fleetctl, state: Reported, code: int, out: str, err: str
 ) -> None:
     """``start`` never hangs on a unit that failed or simply ran: it says what happened."""
 

@@ -7,7 +7,7 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
-import grpc
+import grpc  # type: ignore[import-untyped]  # grpcio ships no type hints
 import pytest
 
 from fleet.cluster.etcd import EtcdProcess, free_port
