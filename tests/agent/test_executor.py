@@ -358,7 +358,8 @@ async def test_a_restarted_agent_adopts_running_units_without_restarting_them(
 
         second = w.agent(lease_file=lease_file)
         async with running(second):
-            assert second.lease is not None and second.lease.lease_id == lease_id
+            assert second.lease is not None
+            assert second.lease.lease_id == lease_id
             await eventually(holds(lambda: second.passes >= 1))
             assert second.current[name].state is LAUNCHED
             assert w.mutations(mark) == []  # no reload, no stop, no start

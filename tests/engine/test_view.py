@@ -159,7 +159,8 @@ def test_one_pass_writes(case: Case) -> None:
         assert writes.reasons == case.reasons
     else:
         (why,) = writes.reasons.values()
-        assert why is not None and case.reason_check(why), why
+        assert why is not None
+        assert case.reason_check(why), why
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])

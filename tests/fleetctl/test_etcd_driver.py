@@ -441,7 +441,8 @@ def test_plan_simulated_machine_writes_nothing(fleetctl: Fleetctl) -> None:
     assert fits.out.splitlines()[1].startswith("hello.service\t113f16a7.../172.17.8.103\t")
     assert stuck.code == 2
     row = stuck.out.splitlines()[2]
-    assert row.startswith("unplaceable.service\t-\t") and "MachineMetadata" in row
+    assert row.startswith("unplaceable.service\t-\t")
+    assert "MachineMetadata" in row
     assert fleetctl.unit_files() == []
 
 

@@ -81,7 +81,8 @@ def test_detect_machine_id(fresh: Callable[..., Cluster]) -> None:
         return proc.stdout.split() if proc.returncode == 0 else None
 
     listed = poll(cluster, m0_answers, bool, "m0's API with its new id")
-    assert listed is not None and new_id in listed
+    assert listed is not None
+    assert new_id in listed
     assert fleet_service(cluster, m0) == ("active", "success")
     # m0's old presence expires: the id is m1's now, and both machines are listed.
     poll(

@@ -63,8 +63,11 @@ async def test_credentials_are_used_for_reads_writes_and_watches(auth_etcd: Etcd
 async def test_missing_or_wrong_credentials_are_refused(
     auth_etcd: EtcdProcess, username: str | None, password: str | None, message: str
 ) -> None:
-    with pytest.raises(StoreError, match=message):
+    async def connect_and_close() -> None:
         registry = await EtcdRegistry.connect(
             [auth_etcd.endpoint], PREFIX, username=username, password=password
         )
         await registry.close()
+
+    with pytest.raises(StoreError, match=message):
+        await connect_and_close()
