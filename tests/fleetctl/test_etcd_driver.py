@@ -23,6 +23,7 @@ from fleet.core.model import DesiredState, Machine, UnitState
 from fleet.core.unitfile import UnitFile
 from fleet.ports import Leadership, MachineLease, ScheduleChange
 from fleet.registry.etcd import EtcdRegistry
+from tests.asyncsupport import eventually
 from tests.fleetctl.support import UNITS, Result, etcd_flags, one_line, run, run_async
 
 pytestmark = pytest.mark.etcd
@@ -271,14 +272,18 @@ def test_start_times_out_without_engine(fleetctl: Fleetctl) -> None:
 
 
 async def wait_for_desired(registry: EtcdRegistry, name: str, desired: DesiredState) -> None:
-    # Generous: a loaded CI machine can take seconds to start the fleetctl subprocess.
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+    async def current() -> DesiredState | None:
         job = await registry.get_job(name)
-        if job is not None and job.desired_state is desired:
-            return
-        await asyncio.sleep(0.05)
-    pytest.fail(f"fleetctl never set {name} to {desired}")
+        return None if job is None else job.desired_state
+
+    await eventually(
+        current,
+        lambda state: state is desired,
+        # Generous: a loaded CI machine can take seconds to start the fleetctl subprocess.
+        timeout=30,
+        interval=0.05,
+        what=f"fleetctl setting {name} to {desired}",
+    )
 
 
 class Reported(TypedDict, total=False):
@@ -353,7 +358,7 @@ def test_start_simulated_machine_waits_for_systemd_active(fleetctl: Fleetctl) ->
         await wait_for_desired(registry, "hello.service", DesiredState.LAUNCHED)
         machine = SimulatedMachine(registry)
         await machine.place("hello.service", DesiredState.LAUNCHED, active="activating")
-        await asyncio.sleep(0.6)  # fleetctl must still be waiting for systemd's "active"
+        await asyncio.sleep(0.6)  # sampling: fleetctl must still be waiting for "active"
         assert not command.done()
         await machine.place("hello.service", DesiredState.LAUNCHED, active="active", sub="running")
         result = await command
@@ -394,7 +399,7 @@ def test_destroy_waits_until_the_agent_dropped_the_unit(fleetctl: Fleetctl) -> N
             "hello.service", DesiredState.LAUNCHED, active="active"
         )
         command = asyncio.create_task(fleetctl.run_async("destroy", "hello.service"))
-        await asyncio.sleep(0.6)
+        await asyncio.sleep(0.6)  # sampling: fleetctl must still be waiting
         assert not command.done()  # the agent still reports the unit
         await registry.delete_unit_state("hello.service", MACHINE_ID)
         return await command

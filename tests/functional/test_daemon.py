@@ -152,7 +152,7 @@ def test_restart_keeps_units_running_and_in_place(fresh: Callable[..., Cluster])
     while time.monotonic() < watch_until:
         assert sorted(machine_ids(cluster)) == sorted(m.machine_id for m in cluster.machines)
         assert active_units(cluster) in ({"hello.service": [host_id]}, {})
-        time.sleep(0.25)  # sampling a condition that must hold throughout
+        time.sleep(0.25)  # sampling: the placement must hold throughout
     assert wait_active(cluster, 1) == {"hello.service": [host_id]}
     assert unit_property(cluster, host, "hello.service", "MainPID") == pid
     assert "resumed its presence" in journal(cluster, host, "-u", "fleet")

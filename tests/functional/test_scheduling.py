@@ -227,7 +227,7 @@ def test_schedule_circular_replace(cluster_factory: ClusterFactory, tmp_path: Pa
     while time.monotonic() < deadline:
         files = list_unit_files(fleet)
         assert {f.state for f in files.values()} == {"launched"}, files
-        time.sleep(0.25)
+        time.sleep(0.25)  # sampling: both must stay launched throughout
     assert main_pid(fleet, machine.machine_id, "replace.0.service") == pid
     assert_systemd_runs(fleet, active_units(fleet))
 

@@ -139,15 +139,18 @@ def test_a_grpc_call_cancelled_by_task_cancellation_stays_a_cancellation() -> No
     )
 
     async def main() -> None:
+        waiting = asyncio.Event()
+
         async def victim() -> object:
             try:
-                await asyncio.sleep(10)
+                waiting.set()
+                await asyncio.Event().wait()  # until cancelled
             except asyncio.CancelledError:
                 return translate(cancelled, "http://127.0.0.1:1")
             return None
 
         task = asyncio.create_task(victim())
-        await asyncio.sleep(0)
+        await waiting.wait()
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
