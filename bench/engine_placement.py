@@ -40,6 +40,7 @@ from fleet.ports import ScheduleChanged, Scope, Topic
 from fleet.registry import codec
 from fleet.registry.etcd import EtcdRegistry
 from fleet.registry.keys import Keys
+from tests.asyncsupport import eventually
 
 PREFIX = "/fleet-bench/"
 TXN_OPS = 128
@@ -124,9 +125,18 @@ async def run_once(etcd: EtcdProcess, machines: int, units: int, raw_puts: int) 
 
             engine = Engine(engine_registry, "bench-engine", reconcile_interval=2.0)
             engine_task = asyncio.create_task(engine.run())
+
+            async def passes_so_far() -> int:
+                return engine.statistics().passes
+
             try:
-                while engine.statistics().passes < 1:
-                    await asyncio.sleep(0.01)
+                await eventually(
+                    passes_so_far,
+                    lambda n: n >= 1,
+                    timeout=TIMEOUT,
+                    interval=0.01,
+                    what="a first pass",
+                )
                 _, revision = await registry.list_changes(Scope(Topic.SCHEDULE))
                 placed: set[str] = set()
                 done = asyncio.Event()

@@ -72,7 +72,7 @@ class Campaign:
                 if not listing:
                     return
                 stream = self._registry.watch(_LEADER, revision + 1)
-                async with contextlib.aclosing(stream):  # type: ignore[type-var]
+                async with contextlib.aclosing(stream):
                     async for batch in stream:
                         if any(isinstance(c, LeaderChanged) and c.leader is None for c in batch):
                             return

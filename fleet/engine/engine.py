@@ -260,7 +260,7 @@ class Engine:
     async def _watch(self, topic: Topic, revision: int) -> None:
         stream = self._registry.watch(Scope(topic), revision + 1)
         try:
-            async with contextlib.aclosing(stream):  # type: ignore[type-var]
+            async with contextlib.aclosing(stream):
                 async for batch in stream:
                     if self._view.apply(batch):
                         self._wake.set()

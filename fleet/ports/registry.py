@@ -9,7 +9,7 @@ string: the adapter decodes its own keys into :mod:`fleet.ports.events`.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -79,10 +79,11 @@ class Watchable(Protocol):
         """Every entry of ``scope`` as a change (none deleted), and the revision read.
         An entry whose value cannot be decoded is logged and left out."""
 
-    def watch(self, scope: Scope, start_revision: int) -> AsyncIterator[list[RegistryEvent]]:
+    def watch(self, scope: Scope, start_revision: int) -> AsyncGenerator[list[RegistryEvent], None]:
         """Batches of changes from ``start_revision``; survives etcd restarts by
         re-watching from the last seen revision + 1; raises StoreCompacted when
-        that revision is gone (the caller lists again)."""
+        that revision is gone (the caller lists again). A caller that stops early
+        closes the stream (``aclose``) to end the etcd watch."""
 
 
 class HeldLease(Protocol):

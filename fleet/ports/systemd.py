@@ -63,7 +63,8 @@ class SystemdManager(Protocol):
 
     async def reset_failed_unit(self, name: str) -> None: ...
 
-    async def wait_job(self, job: str, timeout: float) -> str:
+    # ASYNC109: timeout is port API (0 only looks; the Timeout error names the limit).
+    async def wait_job(self, job: str, timeout: float) -> str:  # noqa: ASYNC109
         """The job's result: ``done``, ``failed``, ``canceled``, ``dependency``, ...
         Timeout if it is not finished within ``timeout`` (0: only look); a
         result that arrives after a timeout is still returned by a later call."""

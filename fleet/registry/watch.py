@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 from aetcd import rpc
@@ -43,7 +43,9 @@ class WatchRegistry(RegistryBase):
                 changes.append(change)
         return changes, revision
 
-    async def watch(self, scope: Scope, start_revision: int) -> AsyncIterator[list[RegistryEvent]]:
+    async def watch(
+        self, scope: Scope, start_revision: int
+    ) -> AsyncGenerator[list[RegistryEvent], None]:
         """Batches of changes in ``scope`` from ``start_revision`` (0: from now)."""
         key = scope_prefix(self.keys, scope)
         end = range_end(key)

@@ -284,7 +284,8 @@ def test_restarted_agent_resumes_its_presence_without_a_gap(
             async with running(second):
                 # Well under the TTL: no AlreadyExists backoff happened.
                 assert asyncio.get_running_loop().time() - started < TTL / 2
-                assert second.lease is not None and second.lease.lease_id == lease_id
+                assert second.lease is not None
+                assert second.lease.lease_id == lease_id
                 assert [m.id for m in await w.registry.list_machines()] == [w.machine.id]
 
     run(main)

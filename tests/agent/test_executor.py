@@ -212,6 +212,7 @@ async def test_a_poisoned_unit_leaves_the_others_controllable(
             await w.schedule(good, hash, LAUNCHED)
             await eventually(w.unit_is(good, "active"))
             state = await eventually(lambda: w.state_of(poisoned))
+            assert state is not None
             assert (state.fleet_state, state.active_state) == (DesiredState.INACTIVE, "inactive")
             assert state.error.startswith("load failed: ")
             assert "cannot be a file in the units directory" in state.error
@@ -357,7 +358,8 @@ async def test_a_restarted_agent_adopts_running_units_without_restarting_them(
 
         second = w.agent(lease_file=lease_file)
         async with running(second):
-            assert second.lease is not None and second.lease.lease_id == lease_id
+            assert second.lease is not None
+            assert second.lease.lease_id == lease_id
             await eventually(holds(lambda: second.passes >= 1))
             assert second.current[name].state is LAUNCHED
             assert w.mutations(mark) == []  # no reload, no stop, no start

@@ -57,7 +57,8 @@ async def test_a_task_that_fails_is_raised_by_run(
         # A bug in a component (not a SystemdError it knows to retry) kills its task.
         w.systemd.fail("unit_states", RuntimeError("boom"), times=None)
         exc = await raised_by(task)
-        assert isinstance(exc, RuntimeError) and str(exc) == "boom"
+        assert isinstance(exc, RuntimeError)
+        assert str(exc) == "boom"
 
 
 @async_test

@@ -48,10 +48,13 @@ async def test_every_method_round_trips(etcd: EtcdProcess, etcd_prefix: str) -> 
                 DesiredState.LAUNCHED,
                 M1,
             )
-            assert got.current is DesiredState.INACTIVE and not got.is_global
+            assert got.current is DesiredState.INACTIVE
+            assert not got.is_global
             assert got.description == "hello"
             glob = await client.get_unit("g.service")
-            assert glob is not None and glob.is_global and glob.current is None
+            assert glob is not None
+            assert glob.is_global
+            assert glob.current is None
             assert await client.get_unit("nope.service") is None
 
             units = await client.list_units()
@@ -66,7 +69,8 @@ async def test_every_method_round_trips(etcd: EtcdProcess, etcd_prefix: str) -> 
 
             await client.set_desired_state("a.service", DesiredState.LOADED)
             job = await api.registry.get_job("a.service")
-            assert job is not None and job.desired_state is DesiredState.LOADED
+            assert job is not None
+            assert job.desired_state is DesiredState.LOADED
             with pytest.raises(NotFound):
                 await client.set_desired_state("nope.service", DesiredState.LOADED)
 

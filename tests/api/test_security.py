@@ -20,13 +20,12 @@ from fleetctl.drivers.api import ApiClient
 from tests.api.certs import CertificateAuthority
 from tests.api.support import (
     VERSION,
-    eventually,
     free_tcp_port,
     served_api,
     serving,
     short_tmpdir,
 )
-from tests.asyncsupport import async_test
+from tests.asyncsupport import async_test, eventually
 from tests.registry.support import dump
 
 EXEC = [{"section": "Service", "name": "ExecStart", "value": "/bin/true"}]

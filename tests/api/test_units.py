@@ -45,7 +45,8 @@ async def test_put_new_unit_defaults_to_inactive(etcd: EtcdProcess, etcd_prefix:
     async with served_api(etcd, etcd_prefix) as api:
         assert (await put(api, "a.service", {"options": EXEC})).status_code == 201
         job = await api.registry.get_job("a.service")
-        assert job is not None and job.desired_state is DesiredState.INACTIVE
+        assert job is not None
+        assert job.desired_state is DesiredState.INACTIVE
 
 
 @async_test
@@ -162,7 +163,8 @@ async def test_put_existing_same_options_sets_desired_state_204(
         r = await put(api, "a.service", {"desiredState": "launched", "options": EXEC})
         assert r.status_code == 204
         job = await api.registry.get_job("a.service")
-        assert job is not None and job.desired_state is DesiredState.LAUNCHED
+        assert job is not None
+        assert job.desired_state is DesiredState.LAUNCHED
 
 
 @async_test
@@ -174,7 +176,8 @@ async def test_put_existing_without_options_sets_desired_state_204(
         r = await put(api, "a.service", {"desiredState": "loaded"})
         assert r.status_code == 204
         job = await api.registry.get_job("a.service")
-        assert job is not None and job.desired_state is DesiredState.LOADED
+        assert job is not None
+        assert job.desired_state is DesiredState.LOADED
 
 
 @async_test
@@ -335,7 +338,8 @@ def test_template_activation(
                 update = await put(api, "foo@.service", {"desiredState": "launched"})
                 assert update.status_code == 400
                 job = await api.registry.get_job("foo@.service")
-                assert job is not None and job.desired_state is DesiredState.INACTIVE
+                assert job is not None
+                assert job.desired_state is DesiredState.INACTIVE
 
     run()
 

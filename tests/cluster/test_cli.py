@@ -126,7 +126,8 @@ def test_up_status_exec_down(fake_fleetd: Path) -> None:
 def test_commands_without_a_cluster_fail_in_one_line(command: str) -> None:
     proc = _fleet_cluster(*([command, "fccn1"] if command == "kill" else [command]))
     assert proc.returncode == 1
-    assert proc.stderr.count("\n") == 1 and "fleet-cluster up" in proc.stderr
+    assert proc.stderr.count("\n") == 1
+    assert "fleet-cluster up" in proc.stderr
 
 
 def test_non_root_is_refused_in_one_line() -> None:

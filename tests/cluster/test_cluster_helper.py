@@ -107,7 +107,8 @@ def test_fleetd_restarts_after_one_second(cluster: Cluster) -> None:
 def test_replace_registers_a_new_machine_id(cluster: Cluster) -> None:
     old = cluster.machine(2)
     new = cluster.replace(old)
-    assert new.ip == old.ip and new.machine_id != old.machine_id
+    assert new.ip == old.ip
+    assert new.machine_id != old.machine_id
     cluster.wait_for(
         lambda: cluster.registered() == {cluster.machine(1).machine_id, new.machine_id},
         15,

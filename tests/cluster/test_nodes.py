@@ -177,7 +177,8 @@ def test_kill_then_start_is_a_reboot_with_the_same_identity(machines: list[nodes
     assert not (Path("/run/systemd/machines") / node.name).exists()
     assert _http_get(f"http://{node.ip}:8080/hostname") is None
     nodes.start(node)
-    assert node.running and node.leader_pid not in (0, old_leader)
+    assert node.running
+    assert node.leader_pid not in (0, old_leader)
     assert nodes.system_state(node.bus) in ("running", "degraded")
     assert nodes.exec(node, ["cat", "/etc/machine-id"]).stdout.strip() == machines[1].machine_id
     assert nodes.exec(node, ["cat", "/var/tmp/marker"]).stdout.strip() == "survived"

@@ -52,10 +52,12 @@ def test_units_point_at_the_absolute_fleetd_and_are_enabled(tmp_path: Path) -> N
     assert "@FLEETD@" not in service
     assert "RestartSec=10s" in service
     socket = (system / "fleet.socket").read_text()
-    assert "ListenStream=/var/run/fleet.sock" in socket and "SocketMode=0660" in socket
+    assert "ListenStream=/var/run/fleet.sock" in socket
+    assert "SocketMode=0660" in socket
     for unit in ("fleet.service", "fleet.socket"):
         link = system / "multi-user.target.wants" / unit
-        assert link.is_symlink() and str(link.readlink()) == f"/etc/systemd/system/{unit}"
+        assert link.is_symlink()
+        assert str(link.readlink()) == f"/etc/systemd/system/{unit}"
     assert not (system / "fleet-tcp.socket").exists()
     assert not (system / "fleet.service.d").exists()
     for tool in ("fleetctl", "fleetd"):
@@ -108,7 +110,8 @@ def test_api_port_and_restart_sec_options(tmp_path: Path) -> None:
     _provision(tmp_path, api_port=54728, restart_sec="1s")
     system = tmp_path / "etc/systemd/system"
     tcp = (system / "fleet-tcp.socket").read_text()
-    assert "ListenStream=54728\n" in tcp and "Service=fleet.service" in tcp
+    assert "ListenStream=54728\n" in tcp
+    assert "Service=fleet.service" in tcp
     assert (system / "multi-user.target.wants/fleet-tcp.socket").is_symlink()
     # fleet.service pulls it in: a start after a stop brings the TCP API back.
     assert (system / "fleet.service.wants/fleet-tcp.socket").is_symlink()
@@ -210,7 +213,8 @@ def test_vagrant_entry_point_refuses_bad_input_in_one_line(tmp_path: Path) -> No
         check=False,
     )
     assert proc.returncode == 1
-    assert proc.stderr.count("\n") == 1 and "metadata" in proc.stderr
+    assert proc.stderr.count("\n") == 1
+    assert "metadata" in proc.stderr
 
 
 def test_vagrant_provision_script_invocation_runs_against_a_temp_root(tmp_path: Path) -> None:

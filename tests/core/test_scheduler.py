@@ -301,7 +301,8 @@ def test_least_loaded_counts_existing_units() -> None:
 def test_inactive_and_global_units_are_not_placed() -> None:
     units = [unit("off.service", desired=DesiredState.INACTIVE), unit("g.service", is_global=True)]
     p = plan(snap(units, machines(M0)))
-    assert not p.changes and not p.unplaceable
+    assert not p.changes
+    assert not p.unplaceable
 
 
 def test_no_machines_at_all() -> None:

@@ -91,7 +91,8 @@ def test_result_honours_every_rule(s: Snapshot) -> None:
     for name, m in result.items():
         u = s.units[name]
         assert m in s.machines
-        assert u.desired is not DesiredState.INACTIVE and not u.is_global
+        assert u.desired is not DesiredState.INACTIVE
+        assert not u.is_global
         assert metadata_matches(u.requirements.metadata, s.machines[m].metadata)
         if u.requirements.machine_id is not None:
             assert s.machines[m].matches_id(u.requirements.machine_id)

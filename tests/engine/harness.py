@@ -142,10 +142,11 @@ async def simulated_cluster(etcd: EtcdProcess, prefix: str) -> AsyncIterator[Sim
         await cluster.close()
 
 
+# ASYNC109: the timeout goes to eventually's deadline (see there).
 async def wait_until(
     probe: Callable[[], Awaitable[T]],
     condition: Callable[[T], bool],
-    timeout: float = 10.0,
+    timeout: float = 10.0,  # noqa: ASYNC109
     what: str = "condition",
 ) -> T:
     """Poll ``probe`` until ``condition`` holds on its value; return that value."""

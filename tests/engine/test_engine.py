@@ -316,7 +316,8 @@ async def test_desired_state_and_hash_changes_rewrite_the_schedule_entry(
         await wait_until(
             entry, lambda e: e == (new_hash, DesiredState.LAUNCHED), what="new hash launched"
         )
-        assert first is not None and first[0] != new_hash
+        assert first is not None
+        assert first[0] != new_hash
         await cluster.registry.set_desired_state("app.service", DesiredState.INACTIVE)
         await wait_until(cluster.schedule, lambda s: s == {}, what="inactive unscheduled")
         await cluster.registry.set_desired_state("app.service", DesiredState.LAUNCHED)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 UNITS = REPO / "tests" / "fixtures" / "units"
+RUN_TIMEOUT = 30.0  # seconds one fleetctl process may take
 
 
 def env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -38,7 +39,7 @@ def run(
     *args: str,
     cwd: Path = UNITS,
     extra_env: Mapping[str, str] | None = None,
-    timeout: float = 30.0,
+    timeout: float = RUN_TIMEOUT,
 ) -> Result:
     done = subprocess.run(
         command(*args),
@@ -52,8 +53,9 @@ def run(
     return Result(done.returncode, done.stdout, done.stderr)
 
 
-async def run_async(*args: str, cwd: Path = UNITS, timeout: float = 30.0) -> Result:
-    """For tests that play the engine/agent while fleetctl waits."""
+async def run_async(*args: str, cwd: Path = UNITS) -> Result:
+    """For tests that play the engine/agent while fleetctl waits (bounded by
+    RUN_TIMEOUT; a caller wanting less wraps it in ``asyncio.timeout``)."""
     proc = await asyncio.create_subprocess_exec(
         *command(*args),
         cwd=cwd,
@@ -61,7 +63,8 @@ async def run_async(*args: str, cwd: Path = UNITS, timeout: float = 30.0) -> Res
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    async with asyncio.timeout(RUN_TIMEOUT):
+        out, err = await proc.communicate()
     assert proc.returncode is not None
     return Result(proc.returncode, out.decode(), err.decode())
 

@@ -59,7 +59,8 @@ def test_client_version_help_output(args: tuple[str, ...]) -> None:
 def test_help_for_one_command() -> None:
     result = run("help", "list-unit-files")
     assert result.code == 0
-    assert "--fields" in result.out and "--no-legend" in result.out
+    assert "--fields" in result.out
+    assert "--no-legend" in result.out
 
 
 @pytest.mark.parametrize(

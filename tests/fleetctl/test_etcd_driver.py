@@ -14,7 +14,7 @@ import shutil
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import TypedDict, TypeVar, Unpack
 
 import pytest
 
@@ -23,6 +23,7 @@ from fleet.core.model import DesiredState, Machine, PlacementReason, UnitState
 from fleet.core.unitfile import UnitFile
 from fleet.ports import Leadership, MachineLease, ScheduleChange
 from fleet.registry.etcd import EtcdRegistry
+from tests.asyncsupport import eventually
 from tests.fleetctl.support import UNITS, Result, etcd_flags, one_line, run, run_async
 
 pytestmark = pytest.mark.etcd
@@ -271,14 +272,29 @@ def test_start_times_out_without_engine(fleetctl: Fleetctl) -> None:
 
 
 async def wait_for_desired(registry: EtcdRegistry, name: str, desired: DesiredState) -> None:
-    # Generous: a loaded CI machine can take seconds to start the fleetctl subprocess.
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+    async def current() -> DesiredState | None:
         job = await registry.get_job(name)
-        if job is not None and job.desired_state is desired:
-            return
-        await asyncio.sleep(0.05)
-    pytest.fail(f"fleetctl never set {name} to {desired}")
+        return None if job is None else job.desired_state
+
+    await eventually(
+        current,
+        lambda state: state is desired,
+        # Generous: a loaded CI machine can take seconds to start the fleetctl subprocess.
+        timeout=30,
+        interval=0.05,
+        what=f"fleetctl setting {name} to {desired}",
+    )
+
+
+class Reported(TypedDict, total=False):
+    """What a simulated agent reports about a unit (defaults: loaded, inactive, dead)."""
+
+    load: str
+    active: str
+    sub: str
+    result: str
+    start: str
+    error: str
 
 
 class SimulatedMachine:
@@ -295,7 +311,7 @@ class SimulatedMachine:
         desired: DesiredState,
         *,
         fleet_state: DesiredState | None = None,
-        **state: str,
+        **state: Unpack[Reported],
     ) -> None:
         if self.lease is None:
             machine = Machine(MACHINE_ID, "172.17.8.103")
@@ -342,7 +358,7 @@ def test_start_simulated_machine_waits_for_systemd_active(fleetctl: Fleetctl) ->
         await wait_for_desired(registry, "hello.service", DesiredState.LAUNCHED)
         machine = SimulatedMachine(registry)
         await machine.place("hello.service", DesiredState.LAUNCHED, active="activating")
-        await asyncio.sleep(0.6)  # fleetctl must still be waiting for systemd's "active"
+        await asyncio.sleep(0.6)  # sampling: fleetctl must still be waiting for "active"
         assert not command.done()
         await machine.place("hello.service", DesiredState.LAUNCHED, active="active", sub="running")
         result = await command
@@ -383,7 +399,7 @@ def test_destroy_waits_until_the_agent_dropped_the_unit(fleetctl: Fleetctl) -> N
             "hello.service", DesiredState.LAUNCHED, active="active"
         )
         command = asyncio.create_task(fleetctl.run_async("destroy", "hello.service"))
-        await asyncio.sleep(0.6)
+        await asyncio.sleep(0.6)  # sampling: fleetctl must still be waiting
         assert not command.done()  # the agent still reports the unit
         await registry.delete_unit_state("hello.service", MACHINE_ID)
         return await command
@@ -430,7 +446,8 @@ def test_plan_simulated_machine_writes_nothing(fleetctl: Fleetctl) -> None:
     assert fits.out.splitlines()[1].startswith("hello.service\t113f16a7.../172.17.8.103\t")
     assert stuck.code == 2
     row = stuck.out.splitlines()[2]
-    assert row.startswith("unplaceable.service\t-\t") and "MachineMetadata" in row
+    assert row.startswith("unplaceable.service\t-\t")
+    assert "MachineMetadata" in row
     assert fleetctl.unit_files() == []
 
 
@@ -466,7 +483,7 @@ SEE = "(see fleetctl status hello.service; fleetctl journal hello.service)"
     ],
 )
 def test_start_ends_on_systemds_verdict(
-    fleetctl: Fleetctl, state: dict[str, str], code: int, out: str, err: str
+    fleetctl: Fleetctl, state: Reported, code: int, out: str, err: str
 ) -> None:
     """``start`` never hangs on a unit that failed or simply ran: it says what happened."""
 

@@ -77,7 +77,8 @@ def test_decide_unplaceable_names_rule_and_machines() -> None:
     [outcome] = decide([], [M1, M2], {wanted.name: wanted})
     assert outcome.machines == ()
     assert "MachineMetadata" in outcome.reason
-    assert "aaaaaaaa" in outcome.reason and "bbbbbbbb" in outcome.reason
+    assert "aaaaaaaa" in outcome.reason
+    assert "bbbbbbbb" in outcome.reason
 
 
 def test_decide_counts_conflicts_with_running_units() -> None:

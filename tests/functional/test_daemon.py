@@ -81,7 +81,8 @@ def test_detect_machine_id(fresh: Callable[..., Cluster]) -> None:
         return proc.stdout.split() if proc.returncode == 0 else None
 
     listed = poll(cluster, m0_answers, bool, "m0's API with its new id")
-    assert listed is not None and new_id in listed
+    assert listed is not None
+    assert new_id in listed
     assert fleet_service(cluster, m0) == ("active", "success")
     # m0's old presence expires: the id is m1's now, and both machines are listed.
     poll(
@@ -151,7 +152,7 @@ def test_restart_keeps_units_running_and_in_place(fresh: Callable[..., Cluster])
     while time.monotonic() < watch_until:
         assert sorted(machine_ids(cluster)) == sorted(m.machine_id for m in cluster.machines)
         assert active_units(cluster) in ({"hello.service": [host_id]}, {})
-        time.sleep(0.25)  # sampling a condition that must hold throughout
+        time.sleep(0.25)  # sampling: the placement must hold throughout
     assert wait_active(cluster, 1) == {"hello.service": [host_id]}
     assert unit_property(cluster, host, "hello.service", "MainPID") == pid
     assert "resumed its presence" in journal(cluster, host, "-u", "fleet")

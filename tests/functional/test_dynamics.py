@@ -231,7 +231,7 @@ def test_single_node_connectivity_loss(fresh: Callable[..., Cluster]) -> None:
             ).stdout
             for name in launched:
                 assert f"{name} loaded active running" in " ".join(listing.split()), listing
-            time.sleep(1.0)  # sampling interval of a condition that must hold throughout
+            time.sleep(1.0)  # sampling: the units must keep running throughout the outage
     finally:
         cut_etcd(cluster, machine, cut=False)
 

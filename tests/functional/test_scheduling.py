@@ -88,7 +88,8 @@ def test_schedule_conflicts(fleet: Cluster) -> None:
     # The two left over are wanted but placed nowhere.
     files = list_unit_files(fleet)
     waiting = sorted(u for u, f in files.items() if f.state == "inactive")
-    assert len(waiting) == 2 and not set(waiting) & set(placed)
+    assert len(waiting) == 2
+    assert not set(waiting) & set(placed)
     assert {files[u].dstate for u in waiting} == {"launched"}
 
 
@@ -118,7 +119,8 @@ def test_schedule_one_way_conflict(cluster_factory: ClusterFactory) -> None:
         lambda reason: reason != "-",
         "the engine's reason for hello.service",
     )
-    assert "Conflicts" in why and "conflicts-with-hello.service" in why, why
+    assert "Conflicts" in why, why
+    assert "conflicts-with-hello.service" in why, why
     assert list(active_units(fleet)) == ["conflicts-with-hello.service"]
     assert list_unit_files(fleet)["hello.service"].state == "inactive"
     (machine,) = fleet.machines
@@ -225,7 +227,7 @@ def test_schedule_circular_replace(cluster_factory: ClusterFactory, tmp_path: Pa
     while time.monotonic() < deadline:
         files = list_unit_files(fleet)
         assert {f.state for f in files.values()} == {"launched"}, files
-        time.sleep(0.25)
+        time.sleep(0.25)  # sampling: both must stay launched throughout
     assert main_pid(fleet, machine.machine_id, "replace.0.service") == pid
     assert_systemd_runs(fleet, active_units(fleet))
 
@@ -270,7 +272,8 @@ def test_templates_with_specifiers_in_metadata(fleet: Cluster) -> None:
     assert invalid.returncode == 2, invalid
     assert elapsed < 10, f"took {elapsed:.1f}s (20 attempts would be ~40s)"
     assert "metadata@invalid.service cannot be placed" in invalid.stderr
-    assert "MachineMetadata" in invalid.stderr and "hostname=invalid" in invalid.stderr
+    assert "MachineMetadata" in invalid.stderr
+    assert "hostname=invalid" in invalid.stderr
     assert active_count(active_units(fleet)) == 3
 
 

@@ -180,7 +180,8 @@ def test_known_hosts_verification(fresh: Callable[..., Cluster], tmp_path: Path)
     # Like fleet's ReplaceMember: same IP, new machine id and host key.
     new = cluster.replace(m1)
     assert new.ip == m1.ip
-    assert new.machine_id != m1.machine_id and new.host_key != m1.host_key
+    assert new.machine_id != m1.machine_id
+    assert new.host_key != m1.host_key
 
     for kh in (direct, tunneled):
         before = kh.read_text()

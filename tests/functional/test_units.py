@@ -143,7 +143,8 @@ def _replace_scenario(fleet: Cluster, tmp_path: Path, command: str, count: int) 
         fleet.fleetctl(command, "--replace", str(changed))
         after = fleet.fleetctl("cat", name).stdout
         assert after != before
-        assert "sleep 2" in after and "sleep 1" not in after
+        assert "sleep 2" in after
+        assert "sleep 1" not in after
     files = poll(
         fleet,
         lambda: list_unit_files(fleet),

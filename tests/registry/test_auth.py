@@ -44,7 +44,7 @@ async def test_credentials_are_used_for_reads_writes_and_watches(auth_etcd: Etcd
             "a.service", BODY.serialize(), BODY.hash, DesiredState.LOADED, is_global=False
         )
         events = await anext(watch)
-        await watch.aclose()  # type: ignore[attr-defined]
+        await watch.aclose()
         job = Job("a.service", BODY.hash, DesiredState.LOADED)
         assert events == [JobChanged("a.service", job, events[0].revision)]
         assert [j.name for j in await registry.list_jobs()] == ["a.service"]
@@ -63,8 +63,11 @@ async def test_credentials_are_used_for_reads_writes_and_watches(auth_etcd: Etcd
 async def test_missing_or_wrong_credentials_are_refused(
     auth_etcd: EtcdProcess, username: str | None, password: str | None, message: str
 ) -> None:
-    with pytest.raises(StoreError, match=message):
+    async def connect_and_close() -> None:
         registry = await EtcdRegistry.connect(
             [auth_etcd.endpoint], PREFIX, username=username, password=password
         )
         await registry.close()
+
+    with pytest.raises(StoreError, match=message):
+        await connect_and_close()

@@ -7,7 +7,7 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
-import grpc
+import grpc  # type: ignore[import-untyped]  # grpcio ships no type hints
 import pytest
 
 from fleet.cluster.etcd import EtcdProcess, free_port
@@ -87,7 +87,7 @@ async def test_connect_tries_endpoints_in_order(etcd: EtcdProcess, etcd_prefix: 
         assert await reg.list_jobs() == []
 
 
-async def _stopped(stat: Path) -> bool:
+def _stopped(stat: Path) -> bool:
     return stat.read_text().rsplit(")", 1)[1].split()[0] == "T"
 
 
@@ -99,7 +99,8 @@ async def test_calls_fail_fast_once_etcd_is_gone() -> None:
         server.pause()  # SIGSTOP: sockets stay open, nothing answers
         assert server.proc is not None
         stat = Path(f"/proc/{server.proc.pid}/stat")
-        await eventually(lambda: _stopped(stat))  # SIGSTOP lands asynchronously
+        # SIGSTOP lands asynchronously
+        await eventually(lambda: asyncio.to_thread(_stopped, stat))
         loop = asyncio.get_running_loop()
         started = loop.time()
         with pytest.raises(StoreUnavailable):
@@ -138,15 +139,18 @@ def test_a_grpc_call_cancelled_by_task_cancellation_stays_a_cancellation() -> No
     )
 
     async def main() -> None:
+        waiting = asyncio.Event()
+
         async def victim() -> object:
             try:
-                await asyncio.sleep(10)
+                waiting.set()
+                await asyncio.Event().wait()  # until cancelled
             except asyncio.CancelledError:
                 return translate(cancelled, "http://127.0.0.1:1")
             return None
 
         task = asyncio.create_task(victim())
-        await asyncio.sleep(0)
+        await waiting.wait()
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
@@ -173,5 +177,6 @@ async def test_registry_operations_are_counted_and_timed(
         for line in text.splitlines()
         if line.startswith('fleet_registry_operation_count_total{operation="Range"}')
     ]
-    assert count and float(count[0].split()[-1]) >= 2
+    assert count
+    assert float(count[0].split()[-1]) >= 2
     assert 'fleet_registry_operation_duration_second_count{operation="Range"}' in text

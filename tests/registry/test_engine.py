@@ -26,13 +26,15 @@ async def test_second_campaign_gets_none_while_first_holds(
 ) -> None:
     async with await connect(etcd, etcd_prefix) as a, await connect(etcd, etcd_prefix) as b:
         first = await a.campaign("m1", "0.1.0", ttl=5)
-        assert first is not None and not first.lost
+        assert first is not None
+        assert not first.lost
         assert await b.campaign("m2", "0.1.0", ttl=5) is None
         assert await b.get_leader() == ("m1", "0.1.0")
         await a.resign(first)
         assert first.lost
         second = await b.campaign("m2", "0.1.0", ttl=5)
-        assert second is not None and second.machine_id == "m2"
+        assert second is not None
+        assert second.machine_id == "m2"
 
 
 @async_test

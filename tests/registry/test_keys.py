@@ -134,7 +134,8 @@ def test_range_end(prefix: bytes, end: bytes) -> None:
     ],
 )
 def test_codec_round_trip(value: object, encode: object, decode: object) -> None:
-    assert callable(encode) and callable(decode)
+    assert callable(encode)
+    assert callable(decode)
     raw = encode(value)
     assert b'"v":1' in raw
     assert decode(raw) == value

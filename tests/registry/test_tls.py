@@ -6,7 +6,6 @@ from __future__ import annotations
 import shutil
 import ssl
 import subprocess
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,9 +13,10 @@ from pathlib import Path
 import pytest
 
 from fleet.cluster.etcd import free_port
-from fleet.errors import StoreUnavailable
+from fleet.errors import StoreUnavailable, Timeout
 from fleet.registry.etcd import EtcdRegistry
 from tests.asyncsupport import async_test
+from tests.functional.cluster import wait_for
 from tests.registry.support import dump
 
 
@@ -122,17 +122,19 @@ def _wait_healthy(endpoint: str, pki: Path, proc: subprocess.Popen[bytes]) -> No
     port alone is not a server that completes handshakes yet."""
     context = ssl.create_default_context(cafile=str(pki / "ca.crt"))
     context.load_cert_chain(str(pki / "client.crt"), str(pki / "client.key"))
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
+
+    def healthy() -> bool:
         assert proc.poll() is None, "etcd exited"
         try:
             with urllib.request.urlopen(f"{endpoint}/health", timeout=1, context=context) as r:
-                if b'"health":"true"' in r.read():
-                    return
+                return b'"health":"true"' in r.read()
         except OSError:
-            pass
-        time.sleep(0.02)
-    raise AssertionError("TLS etcd did not become healthy")
+            return False
+
+    try:
+        wait_for(healthy, 20, interval=0.02, what="TLS etcd's /health")
+    except Timeout as exc:
+        raise AssertionError("TLS etcd did not become healthy") from exc
 
 
 @async_test

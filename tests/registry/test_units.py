@@ -41,7 +41,8 @@ async def test_create_writes_body_and_job_in_one_revision(
         # One transaction: both keys carry the same mod_revision.
         job_kv = await reg._get(reg.keys.job("a.service"))
         body_kv = await reg._get(reg.keys.unit(sha(PLAIN)))
-        assert job_kv is not None and body_kv is not None
+        assert job_kv is not None
+        assert body_kv is not None
         assert job_kv.mod_revision == body_kv.mod_revision
 
 

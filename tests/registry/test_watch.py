@@ -98,9 +98,10 @@ async def test_watch_from_zero_starts_now_and_closes_cleanly(
         assert all(isinstance(c, MetadataChanged) for c in changes), changes
         keys = [(c.machine_id, c.key) for c in changes if isinstance(c, MetadataChanged)]
         assert ("m1", "old") not in keys
-        assert keys[0][0] == "m1" and keys[0][1].startswith("new")
+        assert keys[0][0] == "m1"
+        assert keys[0][1].startswith("new")
         async with asyncio.timeout(2):
-            await stream.aclose()  # type: ignore[attr-defined]
+            await stream.aclose()
 
 
 @async_test

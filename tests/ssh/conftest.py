@@ -6,7 +6,6 @@ import os
 import shutil
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from fleet.cluster.etcd import free_port
+from fleet.errors import Timeout
+from tests.functional.cluster import wait_for
 
 SSHD = "/usr/sbin/sshd"
 
@@ -43,15 +44,18 @@ class SSHServer:
                 stdout=subprocess.DEVNULL,
                 stderr=log,
             )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
+
+        def greets() -> bool:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
-                    if s.recv(4).startswith(b"SSH-"):
-                        return
+                    return s.recv(4).startswith(b"SSH-")
             except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("sshd did not come up")
+                return False
+
+        try:
+            wait_for(greets, 10, interval=0.05, what="sshd's banner")
+        except Timeout as exc:
+            raise RuntimeError("sshd did not come up") from exc
 
     def stop(self) -> None:
         if self.proc is not None:

@@ -14,8 +14,7 @@ import asyncio
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +26,9 @@ from fleet.core.model import DesiredState, Machine, UnitState
 from fleet.core.unitfile import UnitFile
 from fleet.ports import ScheduleChange
 from fleet.registry.etcd import EtcdRegistry
+from tests.asyncsupport import eventually
 from tests.fleetctl.support import UNITS, Result, command, env, etcd_flags
+from tests.functional.cluster import wait_for
 from tests.ssh.conftest import SSHServer
 
 pytestmark = pytest.mark.etcd
@@ -353,6 +354,10 @@ def test_restart_global_unit_restarts_it_on_every_machine(fleetctl: Fleetctl) ->
     assert fleetctl.calls() == ["systemctl restart global.service"] * 2
 
 
+def asked_for(wanted: DesiredState, *, instead_of: DesiredState) -> Callable[[DesiredState], bool]:
+    return lambda desired: desired is wanted and desired is not instead_of
+
+
 async def play_agent(
     endpoint: str, prefix: str, name: str, steps: Sequence[DesiredState], ready: asyncio.Event
 ) -> list[DesiredState]:
@@ -363,16 +368,23 @@ async def play_agent(
         placed = Placed(name, HELLO, DesiredState.LAUNCHED, (M1,))
         await registry.publish_unit_state(lease, unit_state(placed, M1, DesiredState.LAUNCHED))
         ready.set()
-        deadline = time.monotonic() + 20
+
+        async def desired() -> DesiredState:
+            job = await registry.get_job(name)
+            assert job is not None
+            return job.desired_state
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 20  # for all the steps together
         current = DesiredState.LAUNCHED
         for wanted in steps:
-            while True:
-                job = await registry.get_job(name)
-                assert job is not None
-                if job.desired_state is wanted and job.desired_state is not current:
-                    break
-                assert time.monotonic() < deadline, f"fleetctl never asked for {wanted}"
-                await asyncio.sleep(0.05)
+            await eventually(
+                desired,
+                asked_for(wanted, instead_of=current),
+                timeout=max(0.0, deadline - loop.time()),
+                interval=0.05,
+                what=f"fleetctl asking for {wanted}",
+            )
             seen.append(wanted)
             current = wanted
             await registry.publish_unit_state(lease, unit_state(placed, M1, wanted))
@@ -486,11 +498,13 @@ def api_socket(etcd: EtcdProcess, etcd_prefix: str) -> Iterator[Path]:
         env=env(),
     )
     try:
-        deadline = time.monotonic() + 10
-        while not path.exists():
-            assert proc.poll() is None, "the API server died"
-            assert time.monotonic() < deadline, "the API server did not come up"
-            time.sleep(0.05)
+        wait_for(
+            lambda: path.exists() or proc.poll() is not None,
+            10,
+            interval=0.05,
+            what="the API server's socket",
+        )
+        assert path.exists(), "the API server died"
         yield path
     finally:
         proc.terminate()

@@ -4,7 +4,6 @@ and polling with a deadline."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 from collections.abc import Awaitable, Callable, Iterator
@@ -15,7 +14,7 @@ from typing import TypeVar
 import pytest
 
 from fleet.cluster import nodes
-from fleet.errors import Timeout
+from tests.asyncsupport import eventually
 
 T = TypeVar("T")
 
@@ -66,21 +65,15 @@ def node_unit_dir(node: nodes.Node, name: str) -> Iterator[NodeUnitDir]:
         shutil.rmtree(host, ignore_errors=True)
 
 
+# ASYNC109: the timeout goes to eventually's deadline (see there).
 async def wait_for(
     probe: Callable[[], Awaitable[T]],
     accept: Callable[[T], bool],
     *,
-    timeout: float = 5.0,
+    timeout: float = 5.0,  # noqa: ASYNC109
     interval: float = 0.02,
     what: str = "condition",
 ) -> T:
-    """Poll ``probe`` until ``accept`` holds; Timeout names the last value seen."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = await probe()
-        if accept(value):
-            return value
-        if loop.time() >= deadline:
-            raise Timeout(f"{what} not reached after {timeout:g}s; last value: {value!r}")
-        await asyncio.sleep(interval)
+    """Poll ``probe`` until ``accept`` holds (:func:`tests.asyncsupport.eventually`
+    with this tier's defaults); the failure names the last value seen."""
+    return await eventually(probe, accept, timeout=timeout, interval=interval, what=what)
