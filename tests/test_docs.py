@@ -96,7 +96,7 @@ def dry_parse(name: str, args: list[str]) -> None:
     commands = [group, *group.commands.values()]
     with contextlib.ExitStack() as stack:
         for command in commands:
-            stack.enter_context(mock.patch.object(command, "callback", lambda *a, **k: 0))
+            stack.enter_context(mock.patch.object(command, "callback", mock.Mock(return_value=0)))
         stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
         group.main(args=list(args), prog_name=name, standalone_mode=False)
 

@@ -436,7 +436,8 @@ def test_list_unit_states_filters(
 
 # --- reasons tied to what they explain -------------------------------------------------------
 
-STALENESS = {
+Reason = Callable[[Job, str], PlacementReason]
+STALENESS: dict[str, tuple[Reason, bool]] = {
     "current": (lambda j, fp: PlacementReason("no room", j.hash, j.desired_state, fp), True),
     "without-context": (lambda j, fp: PlacementReason("no room"), True),
     "other-content": (

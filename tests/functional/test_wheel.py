@@ -167,7 +167,8 @@ def _down_if_left(state: Path) -> None:
 
 
 def _one_line(stream: str) -> str:
-    assert stream.count("\n") == 1 and "Traceback" not in stream, stream
+    assert stream.count("\n") == 1, stream
+    assert "Traceback" not in stream, stream
     return stream.strip()
 
 
