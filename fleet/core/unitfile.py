@@ -51,6 +51,10 @@ def _check_option(option: UnitOption) -> str | None:
     section, name, value = option.section, option.name, option.value
     if not section:
         return "empty section name"
+    # The "[section]" header is a line of its own once serialised: the parser's
+    # LINE_MAX must hold for it too, or parse(serialize(u)) would refuse u.
+    if len(f"[{section}]".encode("utf-8", "surrogatepass")) > LINE_MAX:
+        return f"section header is longer than {LINE_MAX} bytes"
     if any(c in _FORBIDDEN_IN_NAME_OR_SECTION for c in section):
         return f"section name {section!r} contains one of '[', ']', '=', a newline or NUL"
     if not name:
