@@ -139,9 +139,19 @@ class UnitFile:
         return "".join(parts)
 
     @cached_property
+    def _canonical(self) -> bytes:
+        return self.serialize().encode("utf-8")
+
+    @cached_property
     def hash(self) -> str:
         """SHA1 (hex) of the canonical text: the key unit bodies are stored under."""
-        return hashlib.sha1(self.serialize().encode("utf-8")).hexdigest()
+        return hashlib.sha1(self._canonical).hexdigest()
+
+    @property
+    def size(self) -> int:
+        """Bytes of the canonical text in UTF-8: what is stored, and what
+        :mod:`fleet.core.limits` limits."""
+        return len(self._canonical)
 
     @property
     def short_hash(self) -> str:
