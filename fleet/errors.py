@@ -11,7 +11,8 @@ into these at their edge with ``raise ... from exc``; ``fleetctl`` catches
     │   ├── InvalidUnitName
     │   ├── InvalidUnitFile
     │   ├── InvalidRequirements     [X-Fleet] options that cannot be honoured
-    │   └── InvalidConfig
+    │   ├── InvalidConfig
+    │   └── TooLarge                over a size limit (a unit, a request body): HTTP 413
     ├── NotFound                    unit / machine / state does not exist
     ├── AlreadyExists               create of something that exists
     ├── Unplaceable                 the engine found no machine (exit 2)
@@ -55,6 +56,11 @@ class InvalidRequirements(InvalidInput):
 
 class InvalidConfig(InvalidInput):
     pass
+
+
+class TooLarge(InvalidInput):
+    """Input over one of fleet's size limits (:mod:`fleet.core.limits`, the API's
+    request body limit); the message names what, its size and the limit."""
 
 
 class NotFound(FleetError):

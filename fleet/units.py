@@ -5,7 +5,9 @@ a unit is checked, written and shown the same way whichever road it takes to
 the registry: its name is validated, a template is never given a desired state
 above ``inactive`` (:func:`fleet.core.names.check_activation`), its file's
 ``[X-Fleet]`` requirements are validated before any write
-(:func:`fleet.core.requirements.validate_unit`) and decide, here and nowhere
+(:func:`fleet.core.requirements.validate_unit`), its canonical text must fit
+fleet's size limit (:func:`fleet.core.limits.check_unit_size`, so etcd never
+refuses the write) and its requirements decide, here and nowhere
 else, whether the registry keeps the unit in its global-units mirror; unit
 views are joined by :func:`fleet.core.views.build_unit_infos`. A stored body
 that no longer parses is logged and its unit left out of every view (the same
@@ -23,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from enum import Enum
 from typing import Protocol
 
+from fleet.core.limits import check_unit_size
 from fleet.core.model import (
     DesiredState,
     Job,
@@ -56,8 +59,13 @@ class Put(Enum):
 
 
 def check_unit(name: str, unit: UnitFile, desired: DesiredState) -> Requirements:
-    """Every rule a unit must pass before it is written; its parsed requirements."""
-    requirements = validate_unit(name, unit)
+    """Every rule a unit must pass before it is written; its parsed requirements.
+
+    fleetctl runs it on every unit of a command before the first write, so a
+    batch is refused whole; the writes below run it again for every other caller.
+    """
+    requirements = validate_unit(name, unit)  # the name first: messages name the unit
+    check_unit_size(name, unit)
     check_activation(name, desired)
     return requirements
 

@@ -32,10 +32,12 @@ from fleet.errors import (
     InvalidRequirements,
     InvalidUnitName,
     NotFound,
+    TooLarge,
 )
 from fleet.registry.etcd import EtcdRegistry
 from tests.asyncsupport import async_test
 from tests.registry.support import dump
+from tests.unitsizes import CONTROL, unit_of_size
 
 PLAIN = UnitFile.parse("[Service]\nExecStart=/bin/sleep 1000\n")
 OTHER = UnitFile.parse("[Service]\nExecStart=/bin/sleep 2000\n")
@@ -44,6 +46,12 @@ PINNED_GLOBAL = UnitFile.parse(
     "[Service]\nExecStart=/bin/true\n\n[X-Fleet]\nGlobal=true\nMachineID=m1\n"
 )
 UNKNOWN_KEY = UnitFile.parse("[Service]\nExecStart=/bin/true\n\n[X-Fleet]\nBogus=1\n")
+# At fleet.core.limits' 128 KiB and one byte over; the worst case for etcd
+# (every byte JSON-escaped to six) at the limit.
+AT_LIMIT = unit_of_size(131072)
+OVER_LIMIT = unit_of_size(131073)
+WORST_AT_LIMIT = unit_of_size(131072, CONTROL)
+TOO_LARGE = "unit big.service is too large: 131073 bytes, the limit is 131072 bytes (128 KiB)"
 
 INACTIVE, LOADED, LAUNCHED = DesiredState.INACTIVE, DesiredState.LOADED, DesiredState.LAUNCHED
 
@@ -175,6 +183,42 @@ WRITES = [
             jobs={"t@.service": (PLAIN, INACTIVE)},
         ),
         id="replace-template-launched-refused",
+    ),
+    # --- size limit
+    pytest.param(
+        Row(create("big.service", AT_LIMIT, LAUNCHED), jobs={"big.service": (AT_LIMIT, LAUNCHED)}),
+        id="create-at-size-limit",
+    ),
+    pytest.param(
+        Row(
+            create("big.service", WORST_AT_LIMIT, INACTIVE),
+            jobs={"big.service": (WORST_AT_LIMIT, INACTIVE)},
+        ),
+        id="create-at-size-limit-worst-escaping-fits-etcd",
+    ),
+    pytest.param(
+        Row(create("big.service", OVER_LIMIT, INACTIVE), error=TooLarge, message=TOO_LARGE),
+        id="create-over-size-limit-refused",
+    ),
+    pytest.param(
+        Row(
+            replace("big.service", OVER_LIMIT, INACTIVE),
+            error=TooLarge,
+            message=TOO_LARGE,
+            seed={"big.service": PLAIN},
+            jobs={"big.service": (PLAIN, INACTIVE)},
+        ),
+        id="replace-over-size-limit-refused",
+    ),
+    pytest.param(
+        Row(
+            put("big.service", OVER_LIMIT, LAUNCHED),
+            error=TooLarge,
+            message=TOO_LARGE,
+            seed={"big.service": PLAIN},
+            jobs={"big.service": (PLAIN, INACTIVE)},
+        ),
+        id="put-over-size-limit-refused",
     ),
     # --- desired state
     pytest.param(
@@ -382,6 +426,32 @@ def test_a_corrupt_body_hides_only_its_unit(
             ] * 2
             # Still reachable by name: destroy works without a body.
             assert await units.destroy_unit(reg, "bad.service") is True
+
+    run()
+
+
+def test_a_stored_unit_over_the_size_limit_stays_usable(
+    etcd: EtcdProcess, etcd_prefix: str
+) -> None:
+    # The limit guards writes: one stored before it (or past fleet.units) is
+    # still shown, raised and destroyed, and a put of its own file changes nothing.
+    @async_test
+    async def run() -> None:
+        async with await EtcdRegistry.connect([etcd.endpoint], etcd_prefix) as reg:
+            await reg.replace_unit(
+                "big.service",
+                OVER_LIMIT.serialize(),
+                OVER_LIMIT.hash,
+                INACTIVE,
+                is_global=False,
+            )
+            info = await units.get_unit(reg, "big.service")
+            assert info is not None and info.unit == OVER_LIMIT
+            assert [i.name for i in await units.list_units(reg)] == ["big.service"]
+            done = await units.put_unit(reg, "big.service", OVER_LIMIT, LAUNCHED)
+            assert done is units.Put.DESIRED_STATE_SET
+            assert await reg.get_job("big.service") == Job("big.service", OVER_LIMIT.hash, LAUNCHED)
+            assert await units.destroy_unit(reg, "big.service") is True
 
     run()
 

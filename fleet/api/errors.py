@@ -1,10 +1,12 @@
 """Every API error answer in fleet's envelope: the one mapping from errors to HTTP.
 
 ``{"error":{"code":N,"message":"..."}}`` for the project's own errors
-(InvalidInput 400, NotFound 404, AlreadyExists 409, an etcd outage 503 with
-fleet's message, anything else a 500 that hides its text), for
-:class:`ApiProblem` (statuses no error kind has: 405, 415) and for FastAPI's
-and Starlette's own 404/405/422, so no client ever sees another shape.
+(TooLarge 413, any other InvalidInput 400, NotFound 404, AlreadyExists 409, an
+etcd outage 503 with fleet's message, anything else a 500 that hides its
+text), for :class:`ApiProblem` (statuses no error kind has: 405, 415) and for
+FastAPI's and Starlette's own 404/405/422, so no client ever sees another
+shape. A message that echoes a client's lone surrogate (valid JSON, not
+UTF-8) is sent with it backslash-escaped rather than failing the answer.
 """
 
 from __future__ import annotations
@@ -19,7 +21,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from fleet.api import schema
-from fleet.errors import AlreadyExists, FleetError, InvalidInput, NotFound, StoreUnavailable
+from fleet.errors import (
+    AlreadyExists,
+    FleetError,
+    InvalidInput,
+    NotFound,
+    StoreUnavailable,
+    TooLarge,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +48,14 @@ class ApiProblem(Exception):
 def error_response(
     status: int, message: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:
-    return JSONResponse(schema.error_envelope(status, message), status_code=status, headers=headers)
+    # JSON lets a client send "\ud800"; echoed back as is, it cannot be encoded.
+    text = message.encode("utf-8", "backslashreplace").decode("utf-8")
+    return JSONResponse(schema.error_envelope(status, text), status_code=status, headers=headers)
 
 
 def status_of(exc: FleetError) -> int:
+    if isinstance(exc, TooLarge):
+        return 413
     if isinstance(exc, InvalidInput):
         return 400
     if isinstance(exc, NotFound):

@@ -41,7 +41,11 @@ def machines_router(view: ClusterView, token_limit: int) -> APIRouter:
     @router.patch(
         "/machines",
         status_code=204,
-        responses={204: {"description": "applied"}, 400: {"model": schema.ErrorEnvelope}},
+        responses={
+            204: {"description": "applied"},
+            400: {"model": schema.ErrorEnvelope},
+            413: {"model": schema.ErrorEnvelope},
+        },
         openapi_extra=request_body(_PATCH),
     )
     async def patch_machines(request: Request) -> Response:

@@ -121,6 +121,7 @@ def units_router(registry: units.Registry, token_limit: int) -> APIRouter:
             204: {"description": "desired state set"},
             400: {"model": schema.ErrorEnvelope},
             409: {"model": schema.ErrorEnvelope},
+            413: {"model": schema.ErrorEnvelope},
             415: {"model": schema.ErrorEnvelope},
         },
         openapi_extra=request_body(_UNIT_PUT),

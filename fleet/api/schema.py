@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
+from fleet.core.unitfile import LINE_MAX
 from fleet.errors import InvalidInput
 
 # ---------------------------------------------------------------------------
@@ -173,11 +174,18 @@ class MetadataChange:
 
 
 def validate_patch(ops: Sequence[MachinePatchOp]) -> list[MetadataChange]:
-    """Check EVERY op before any is applied, so a bad op writes nothing."""
+    """Check EVERY op before any is applied, so a bad op writes nothing.
+
+    A path (machine ID and key) or value is valid UTF-8 of at most LINE_MAX
+    (2048) bytes: a unit's ``MachineMetadata=`` or ``MachineID=`` line is
+    bounded by it, so a longer one could never be matched, and it keeps every
+    write far below etcd's request limit (fleet had no limit).
+    """
     changes: list[MetadataChange] = []
     for op in ops:
         if op.op not in PATCH_OPS:
             raise InvalidInput("invalid op: expect add, remove, or replace")
+        _check_text("machine metadata path invalid", op.path)
         match = METADATA_PATH.match(op.path)
         if match is None:
             raise InvalidInput("machine metadata path invalid")
@@ -187,8 +195,18 @@ def validate_patch(ops: Sequence[MachinePatchOp]) -> list[MetadataChange]:
         text = op.text()
         if not text:
             raise InvalidInput("invalid value: add and replace require a value")
+        _check_text("invalid value", text)
         changes.append(MetadataChange(match.group(1), match.group(2), text))
     return changes
+
+
+def _check_text(problem: str, text: str) -> None:
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError:  # a lone surrogate: valid JSON, but no answer could show it
+        raise InvalidInput(f"{problem}: not valid UTF-8") from None
+    if size > LINE_MAX:
+        raise InvalidInput(f"{problem}: longer than {LINE_MAX} bytes")
 
 
 # ---------------------------------------------------------------------------

@@ -51,6 +51,10 @@ def _check_option(option: UnitOption) -> str | None:
     section, name, value = option.section, option.name, option.value
     if not section:
         return "empty section name"
+    # The "[section]" header is a line of its own once serialised: the parser's
+    # LINE_MAX must hold for it too, or parse(serialize(u)) would refuse u.
+    if len(f"[{section}]".encode("utf-8", "surrogatepass")) > LINE_MAX:
+        return f"section header is longer than {LINE_MAX} bytes"
     if any(c in _FORBIDDEN_IN_NAME_OR_SECTION for c in section):
         return f"section name {section!r} contains one of '[', ']', '=', a newline or NUL"
     if not name:
@@ -135,9 +139,19 @@ class UnitFile:
         return "".join(parts)
 
     @cached_property
+    def _canonical(self) -> bytes:
+        return self.serialize().encode("utf-8")
+
+    @cached_property
     def hash(self) -> str:
         """SHA1 (hex) of the canonical text: the key unit bodies are stored under."""
-        return hashlib.sha1(self.serialize().encode("utf-8")).hexdigest()
+        return hashlib.sha1(self._canonical).hexdigest()
+
+    @property
+    def size(self) -> int:
+        """Bytes of the canonical text in UTF-8: what is stored, and what
+        :mod:`fleet.core.limits` limits."""
+        return len(self._canonical)
 
     @property
     def short_hash(self) -> str:

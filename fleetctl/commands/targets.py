@@ -111,10 +111,14 @@ async def unit_source(client: FleetClient, target: UnitArg) -> UnitFile:
     return unit
 
 
-def check_requirements(app: App, name: str, unit: UnitFile) -> None:
-    from fleet.core.requirements import validate_unit
+def check_unit(app: App, name: str, unit: UnitFile) -> None:
+    """The rules fleet applies to a unit's write (:func:`fleet.units.check_unit`:
+    name, ``[X-Fleet]``, size), run before a command's first write; warnings printed."""
+    from fleet.core.model import DesiredState
+    from fleet.units import check_unit as check_write
 
-    for warning in validate_unit(name, unit).warnings:
+    # Units are (re-)created inactive; the command's own target was checked already.
+    for warning in check_write(name, unit, DesiredState.INACTIVE).warnings:
         app.warn(f"WARNING: Unit {name}: {warning}")
 
 

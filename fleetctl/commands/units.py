@@ -19,7 +19,7 @@ from fleet.errors import InvalidInput, NotFound
 from fleetctl.commands.targets import (
     UnitArg,
     block_options,
-    check_requirements,
+    check_unit,
     local_unit,
     unit_args,
     unit_source,
@@ -88,7 +88,7 @@ async def plan_creation(
             if verdict is ReplaceVerdict.REFUSED:
                 app.warn(verdict_message(verdict, target.name, existing.desired))
                 continue
-        check_requirements(app, target.name, unit)
+        check_unit(app, target.name, unit)
         writes.append(UnitWrite(target.name, unit, existing is not None))
     return writes
 

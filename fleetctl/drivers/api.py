@@ -31,6 +31,7 @@ from fleet.errors import (
     InvalidInput,
     NotFound,
     StoreUnavailable,
+    TooLarge,
 )
 
 if TYPE_CHECKING:
@@ -120,6 +121,8 @@ def _raise_for(response: httpx.Response, endpoint: str) -> None:
         )
     if status == 400:
         raise InvalidInput(message)
+    if status == 413:
+        raise TooLarge(message)
     if status == 404:
         raise NotFound(message)
     if status == 409:

@@ -1,27 +1,35 @@
 """API fuzzing: schemathesis generates requests (valid and invalid) from the
 app's own OpenAPI schema and sends them to the app served for real on TCP
 over the real registry. Whatever it sends, the API must answer with a 4xx or
-a success, never a 500 or a dropped connection."""
+a success, never a 500 or a dropped connection. Hypothesis adds what a schema
+cannot describe: units and bodies around fleet's size limits (at the limit
+accepted, one byte over and far over refused with a 413, never a 5xx)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import threading
 from collections.abc import Iterator
 from typing import Any, cast
 
+import httpx
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.generation.modes import GenerationMode
 
 from fleet.api.app import create_app
 from fleet.api.server import close_listeners, open_listeners, serve_listeners
+from fleet.api.wire import MAX_BODY_BYTES
 from fleet.cluster.etcd import EtcdProcess
+from fleet.core.limits import MAX_UNIT_BYTES
 from fleet.registry.etcd import EtcdRegistry
 from tests.api.support import VERSION, free_tcp_port
+from tests.unitsizes import ASCII, CONTROL, EMOJI, options_json, unit_of_size
 
 FUZZ_EXAMPLES = 50
 
@@ -119,5 +127,75 @@ def test_api_never_answers_500(
         )
         assert response.status_code < 500
         assert response.headers["server"] == [f"fleetd/{VERSION}"]
+
+    fuzz()
+
+
+# --- around the size limits ------------------------------------------------------------------
+
+JSON = {"Content-Type": "application/json"}
+SMALL = [{"section": "Service", "name": "ExecStart", "value": "/bin/true"}]
+
+
+def _sizes(limit: int, far: list[int]) -> st.SearchStrategy[int]:
+    # The neighbourhood of the limit and sizes far over; the limit itself and one
+    # byte over are explicit examples.
+    return st.one_of(st.integers(limit - 64, limit + 64), st.sampled_from(far))
+
+
+def _put(server: ThreadedServer, name: str, content: bytes) -> httpx.Response:
+    with httpx.Client(base_url=server.base_url, timeout=10) as client:
+        response = client.put(f"/fleet/v1/units/{name}", content=content, headers=JSON)
+    assert response.status_code < 500, response.text
+    assert response.headers["server"] == f"fleetd/{VERSION}"
+    return response
+
+
+def test_units_around_the_size_limit(fuzz_server: ThreadedServer) -> None:
+    @given(
+        size=_sizes(MAX_UNIT_BYTES, [2 * MAX_UNIT_BYTES, 2_000_000]),
+        char=st.sampled_from([ASCII, CONTROL, EMOJI]),
+    )
+    @example(size=MAX_UNIT_BYTES, char=ASCII)
+    @example(size=MAX_UNIT_BYTES, char=CONTROL)  # the registry's worst case fits etcd
+    @example(size=MAX_UNIT_BYTES + 1, char=ASCII)
+    @example(size=2_000_000, char=ASCII)
+    @settings(max_examples=FUZZ_EXAMPLES, deadline=None, database=None)
+    def fuzz(size: int, char: str) -> None:
+        unit = unit_of_size(size, char)
+        raw = json.dumps({"desiredState": "inactive", "options": options_json(unit)}).encode()
+        response = _put(fuzz_server, "size.service", raw)
+        if size <= MAX_UNIT_BYTES:
+            assert response.status_code in (201, 204), response.text  # 204: same file again
+            return
+        assert response.status_code == 413, response.text
+        message = response.json()["error"]["message"]
+        if len(raw) > MAX_BODY_BYTES:  # escaped characters far over: the body's limit first
+            assert message.startswith("request body too large: "), message
+        else:
+            assert message == (
+                f"unit size.service is too large: {size} bytes, "
+                f"the limit is {MAX_UNIT_BYTES} bytes (128 KiB)"
+            )
+
+    fuzz()
+
+
+def test_bodies_around_the_size_limit(fuzz_server: ThreadedServer) -> None:
+    @given(size=_sizes(MAX_BODY_BYTES, [2 * MAX_BODY_BYTES, 20_000_000]))
+    @example(size=MAX_BODY_BYTES)
+    @example(size=MAX_BODY_BYTES + 1)
+    @example(size=20_000_000)
+    @settings(max_examples=FUZZ_EXAMPLES, deadline=None, database=None)
+    def fuzz(size: int) -> None:
+        raw = json.dumps({"desiredState": "inactive", "options": SMALL}).encode()
+        response = _put(fuzz_server, "body.service", raw + b" " * (size - len(raw)))
+        if size <= MAX_BODY_BYTES:
+            assert response.status_code in (201, 204), response.text
+        else:
+            assert response.status_code == 413, response.text
+            assert response.json()["error"]["message"] == (
+                f"request body too large: {size} bytes, the limit is {MAX_BODY_BYTES} bytes (2 MiB)"
+            )
 
     fuzz()

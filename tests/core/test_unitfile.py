@@ -250,12 +250,19 @@ def test_description_and_install(text: str, description: str, has_install: bool)
         pytest.param(Opt("", "A", "x"), id="empty-section"),
         pytest.param(Opt("Un]it", "A", "x"), id="bracket-in-section"),
         pytest.param(Opt("Unit", "A", "x" * LINE_MAX), id="too-long"),
+        # "[" + section + "]" is a line of its own: parse would refuse it.
+        pytest.param(Opt("S" * (LINE_MAX - 1), "A", "x"), id="section-header-too-long"),
         pytest.param(Opt("Unit", "A", "\x00"), id="nul"),
     ],
 )
 def test_from_options_refuses_what_parse_could_not_produce(option: UnitOption) -> None:
     with pytest.raises(InvalidUnitFile):
         UnitFile.from_options([option])
+
+
+def test_longest_section_header_round_trips() -> None:
+    unit = UnitFile.from_options([Opt("S" * (LINE_MAX - 2), "A", "x")])
+    assert UnitFile.parse(unit.serialize()) == unit
 
 
 def test_from_options_groups_and_refuses_empty() -> None:

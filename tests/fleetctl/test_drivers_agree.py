@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import pytest
 
@@ -17,13 +18,15 @@ from fleet import units
 from fleet.cluster.etcd import EtcdProcess
 from fleet.core.model import DesiredState
 from fleet.core.unitfile import UnitFile
-from fleet.errors import FleetError, InvalidInput
+from fleet.errors import FleetError, InvalidInput, TooLarge
 from fleetctl.client import ClientSettings, FleetClient
 from fleetctl.drivers import etcd as etcd_driver
 from fleetctl.drivers.api import ApiClient
 from tests.api.support import Served, served_api
 from tests.asyncsupport import async_test
-from tests.fleetctl.support import etcd_flags, run_async
+from tests.fleetctl.support import UNITS, etcd_flags, run_async
+from tests.registry.support import dump
+from tests.unitsizes import unit_of_size
 
 pytestmark = pytest.mark.etcd
 
@@ -31,6 +34,8 @@ PLAIN = UnitFile.parse("[Unit]\nDescription=good\n\n[Service]\nExecStart=/bin/sl
 GLOBAL = UnitFile.parse("[Service]\nExecStart=/bin/true\n\n[X-Fleet]\nGlobal=true\n")
 BROKEN_BODY = "this is not a unit file\n"
 BROKEN_HASH = "b" * 40
+OVER_LIMIT = unit_of_size(128 * 1024 + 1)
+TOO_LARGE = "unit big.service is too large: 131073 bytes, the limit is 131072 bytes (128 KiB)"
 
 
 @asynccontextmanager
@@ -137,6 +142,19 @@ REFUSALS = [
         "[X-Fleet] Global cannot be combined with MachineOf",
         id="replace-invalid-requirements",
     ),
+    # Past fleetctl's own check of a batch: the API driver gets the server's 413.
+    pytest.param(
+        lambda c: c.create_unit("big.service", OVER_LIMIT, DesiredState.INACTIVE),
+        TooLarge,
+        TOO_LARGE,
+        id="create-too-large",
+    ),
+    pytest.param(
+        lambda c: c.replace_unit("big.service", OVER_LIMIT, DesiredState.LAUNCHED),
+        TooLarge,
+        TOO_LARGE,
+        id="replace-too-large",
+    ),
 ]
 
 
@@ -161,5 +179,62 @@ def test_both_drivers_refuse_alike(
             assert messages[0] == messages[1]
             assert messages[0].startswith(message), messages[0]
             assert [job.name for job in await api.registry.list_jobs()] == ["t@.service"]
+
+    run()
+
+
+def test_a_unit_over_the_size_limit_is_refused_alike_by_both_drivers(
+    etcd: EtcdProcess, etcd_prefix: str, tmp_path: Path
+) -> None:
+    (tmp_path / "hello.service").write_text((UNITS / "hello.service").read_text())
+    (tmp_path / "big.service").write_text(OVER_LIMIT.serialize())
+
+    @async_test
+    async def run() -> None:
+        async with served_api(etcd, etcd_prefix) as api:
+            drivers = {
+                "api": (f"--endpoint=unix://{api.socket_path}",),
+                "etcd": etcd_flags(etcd.endpoint, etcd_prefix),
+            }
+            for driver, flags in drivers.items():
+                for command in ("submit", "start"):
+                    # hello.service is fine: the batch is refused whole, before any write.
+                    result = await run_async(
+                        *flags, command, "hello.service", "big.service", cwd=tmp_path
+                    )
+                    assert (result.code, result.out, result.err) == (1, "", TOO_LARGE + "\n"), (
+                        driver
+                    )
+                    assert await dump(api.registry) == {}, driver
+
+    run()
+
+
+def test_units_at_and_over_the_size_limit_by_both_drivers(
+    etcd: EtcdProcess, etcd_prefix: str, tmp_path: Path
+) -> None:
+    at_limit = unit_of_size(128 * 1024)
+
+    @async_test
+    async def run() -> None:
+        async with served_api(etcd, etcd_prefix) as api:
+            drivers = {
+                "api": (f"--endpoint=unix://{api.socket_path}",),
+                "etcd": etcd_flags(etcd.endpoint, etcd_prefix),
+            }
+            for driver, flags in drivers.items():
+                name = f"{driver}.service"
+                (tmp_path / name).write_text(at_limit.serialize())
+                submitted = await run_async(*flags, "submit", name, cwd=tmp_path)
+                assert (submitted.code, submitted.err) == (0, ""), driver
+                cat = await run_async(*flags, "cat", name)
+                assert cat.out == at_limit.serialize()
+                # --replace with a file one byte over the limit keeps the unit as it was.
+                before = await dump(api.registry)
+                (tmp_path / name).write_text(OVER_LIMIT.serialize())
+                replaced = await run_async(*flags, "submit", "--replace", name, cwd=tmp_path)
+                too_large = TOO_LARGE.replace("big.service", name)
+                assert (replaced.code, replaced.err) == (1, too_large + "\n"), driver
+                assert await dump(api.registry) == before, driver
 
     run()
