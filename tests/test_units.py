@@ -446,7 +446,8 @@ def test_a_stored_unit_over_the_size_limit_stays_usable(
                 is_global=False,
             )
             info = await units.get_unit(reg, "big.service")
-            assert info is not None and info.unit == OVER_LIMIT
+            assert info is not None
+            assert info.unit == OVER_LIMIT
             assert [i.name for i in await units.list_units(reg)] == ["big.service"]
             done = await units.put_unit(reg, "big.service", OVER_LIMIT, LAUNCHED)
             assert done is units.Put.DESIRED_STATE_SET

@@ -54,7 +54,8 @@ def test_only_the_canonical_text_counts() -> None:
     written = "\n# a comment\n\n".join(unit.serialize().splitlines()) + "\n"
     assert len(written.encode()) > MAX_UNIT_BYTES
     parsed = UnitFile.parse(written)
-    assert parsed == unit and parsed.size == MAX_UNIT_BYTES
+    assert parsed == unit
+    assert parsed.size == MAX_UNIT_BYTES
     check_unit_size("a.service", parsed)
 
 
