@@ -250,6 +250,16 @@ class ClusterState:
                 held[name] = unit
             else:
                 units[name] = unit
+        # A unit that follows one still waiting waits too: judged now, it would be
+        # called unplaceable for a target that is merely not here yet.
+        while waiting and (
+            late := [
+                n for n, u in units.items() if not waiting.isdisjoint(u.requirements.machine_of)
+            ]
+        ):
+            for name in late:
+                del units[name]
+            waiting.update(late)
         if len(self._sched_units) > len(self.jobs):
             for name in self._sched_units.keys() - self.jobs.keys():
                 del self._sched_units[name]

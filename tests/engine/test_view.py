@@ -240,3 +240,24 @@ def test_units_on_a_shielded_absent_machine_stay_put(
     placed_elsewhere = [c.machine_id for c in writes.changes if c.hash is not None]
     assert placed_elsewhere == ([] if shielded else ["live"])
     assert "a.service" not in writes.reasons
+
+
+def test_a_follower_of_a_unit_still_waiting_for_its_body_waits_too() -> None:
+    """The job and body watches can deliver one create in two batches: a follower
+    judged in between would get a false "follows ..., which is not scheduled"."""
+    view = ClusterState()
+    follower_body, follower_hash = unit_body("MachineOf=target.service")
+    view.apply(
+        [
+            machine("m1"),
+            JobChanged("target.service", Job("target.service", HASH, L), 1),  # body not yet here
+            BodyChanged(follower_hash, follower_body, 1),
+            JobChanged("follower.service", Job("follower.service", follower_hash, L), 1),
+        ]
+    )
+    writes = one_pass(view)
+    assert writes.reasons == {}
+    assert list(writes.changes) == []
+    view.apply([BodyChanged(HASH, BODIES[HASH], 2)])
+    placed = {c.name: c.machine_id for c in one_pass(view).changes}
+    assert placed == {"target.service": "m1", "follower.service": "m1"}
