@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -20,8 +19,9 @@ from dbus_fast import BusType, Message, MessageType
 from dbus_fast.aio import MessageBus
 from dbus_fast.errors import DBusError
 
-from fleet.errors import SystemdError, Timeout
+from fleet.errors import SystemdError
 from fleet.ports.systemd import NO_SUCH_UNIT, FileChange, UnitChange, UnitTriple
+from fleet.systemd.jobs import JobResults
 
 __all__ = [
     "NO_SUCH_UNIT",
@@ -43,9 +43,6 @@ UNIT_PATH_PREFIX = "/org/freedesktop/systemd1/unit/"
 UNKNOWN_METHOD = "org.freedesktop.DBus.Error.UnknownMethod"
 CALL_TIMEOUT = 25.0  # seconds: libdbus's default reply timeout
 
-# JobRemoved results nobody waited for yet; bounded so a manager that starts
-# jobs without waiting on them cannot grow this forever.
-_MAX_UNCLAIMED_JOBS = 1024
 # A slow consumer loses notifications rather than memory: the agent's periodic
 # resync repairs anything dropped.
 _QUEUE_SIZE = 4096
@@ -81,8 +78,7 @@ class SystemdManager:
 
     def __init__(self) -> None:
         self._bus: MessageBus | None = None
-        self._unclaimed: OrderedDict[str, str] = OrderedDict()
-        self._waiters: dict[str, asyncio.Future[str]] = {}
+        self._jobs = JobResults()
         self._queues: list[asyncio.Queue[UnitChange]] = []
 
     async def connect(self, bus_address: str | None = None, user: bool = False) -> SystemdManager:
@@ -123,10 +119,7 @@ class SystemdManager:
         if bus is not None:
             bus.remove_message_handler(self._on_message)
             bus.disconnect()
-        for fut in self._waiters.values():
-            if not fut.done():
-                fut.set_exception(SystemdError("D-Bus connection closed"))
-        self._waiters.clear()
+        self._jobs.fail_waiters("D-Bus connection closed")
 
     async def __aenter__(self) -> SystemdManager:
         return self
@@ -188,24 +181,8 @@ class SystemdManager:
         """The result (``done``, ``failed``, ``canceled``, ``dependency``, ...) of a job.
 
         ``JobRemoved`` can be dispatched before the caller sees the reply that
-        named the job, so results are recorded by job path as they arrive and
-        looked up here first."""
-        if (result := self._unclaimed.pop(job, None)) is not None:
-            return result
-        fut = self._waiters.get(job)
-        if fut is None:
-            fut = asyncio.get_running_loop().create_future()
-            self._waiters[job] = fut
-        try:
-            return await asyncio.wait_for(asyncio.shield(fut), timeout)
-        except TimeoutError as exc:
-            # Nobody waits any more: a later JobRemoved must land in _unclaimed
-            # for the next call, not in this abandoned future.
-            self._waiters.pop(job, None)
-            raise Timeout(f"systemd job {job} not finished after {timeout:g}s") from exc
-        finally:
-            if fut.done():
-                self._waiters.pop(job, None)
+        named the job, so results are recorded by job path as they arrive."""
+        return await self._jobs.wait(job, timeout)
 
     # ---- states -------------------------------------------------------------------
 
@@ -309,13 +286,7 @@ class SystemdManager:
         return False
 
     def _job_removed(self, job: str, result: str) -> None:
-        fut = self._waiters.pop(job, None)
-        if fut is not None and not fut.done():
-            fut.set_result(result)
-            return
-        self._unclaimed[job] = result
-        while len(self._unclaimed) > _MAX_UNCLAIMED_JOBS:
-            self._unclaimed.popitem(last=False)
+        self._jobs.finished(job, result)
 
     # ---- plumbing -------------------------------------------------------------------
 

@@ -31,14 +31,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from fleet.core.unitfile import UnitFile
-from fleet.errors import FleetError, SystemdError, Timeout
+from fleet.errors import FleetError, SystemdError
 from fleet.ports.systemd import NO_SUCH_UNIT, FileChange, UnitChange, UnitTriple
+from fleet.systemd.jobs import JobResults
 
 __all__ = ["OPERATIONS", "InMemorySystemd"]
 
@@ -75,7 +75,6 @@ OPERATIONS = frozenset(
     }
 )
 """What :attr:`InMemorySystemd.calls` records and :meth:`InMemorySystemd.fail` can break."""
-_MAX_UNCLAIMED_JOBS = 1024  # as the D-Bus adapter: results nobody waited for
 _QUEUE_SIZE = 4096
 
 
@@ -112,8 +111,7 @@ class InMemorySystemd:
         self._wanted_by: dict[str, set[str]] = {}  # enabled unit -> the targets wanting it
         self._units: dict[str, _Unit] = {}  # units "in memory", as systemd keeps them
         self._jobs = itertools.count(1)
-        self._results: OrderedDict[str, str] = OrderedDict()
-        self._waiters: dict[str, asyncio.Future[str]] = {}
+        self._job_results = JobResults()
         self._queues: list[asyncio.Queue[UnitChange]] = []
         self._failures: dict[str, _Failure] = {}
 
@@ -251,21 +249,7 @@ class InMemorySystemd:
     # ASYNC109: timeout is port API (0 only looks; the Timeout error names the limit).
     async def wait_job(self, job: str, timeout: float) -> str:  # noqa: ASYNC109
         self._call("wait_job", job)
-        if (result := self._results.pop(job, None)) is not None:
-            return result
-        fut = self._waiters.get(job)
-        if fut is None:
-            fut = asyncio.get_running_loop().create_future()
-            self._waiters[job] = fut
-        try:
-            async with asyncio.timeout(timeout):
-                return await asyncio.shield(fut)
-        except TimeoutError as exc:
-            self._waiters.pop(job, None)  # a later result goes to _results
-            raise Timeout(f"systemd job {job} not finished after {timeout:g}s") from exc
-        finally:
-            if fut.done():
-                self._waiters.pop(job, None)
+        return await self._job_results.wait(job, timeout)
 
     # ---- states ------------------------------------------------------------------------
 
@@ -400,13 +384,7 @@ class InMemorySystemd:
 
     def _finish_job(self, name: str, result: str) -> str:
         job = f"/org/freedesktop/systemd1/job/{next(self._jobs)}"
-        fut = self._waiters.pop(job, None)
-        if fut is not None and not fut.done():
-            fut.set_result(result)
-        else:
-            self._results[job] = result
-            while len(self._results) > _MAX_UNCLAIMED_JOBS:
-                self._results.popitem(last=False)
+        self._job_results.finished(job, result)
         self._publish(UnitChange(name, job_result=result))
         return job
 
