@@ -9,7 +9,6 @@ anything, so it is testable against a temporary directory.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.metadata
 import os
 import re
@@ -40,8 +39,10 @@ def scripts_dir() -> Path:
     beside = Path(sys.executable).parent
     if (beside / "fleetd").exists():
         return beside
-    with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-        for file in importlib.metadata.distribution("fleet").files or ():
+    # Every record, not just the first: run from a checkout, the source tree's
+    # fleet.egg-info (which lists no scripts) can come before the installed one.
+    for distribution in importlib.metadata.distributions(name="fleet"):
+        for file in distribution.files or ():
             if file.name == "fleetd":
                 script = Path(str(file.locate())).resolve()
                 if script.is_file():
