@@ -6,10 +6,9 @@ agent queued, and the agent's trouble with it, if any) and writes each state
 that differs from the one last published, on the presence lease. A unit the
 agent failed to load is published too, as inactive with its error, so the
 failure shows in list-units; the state of a unit neither held nor failing is
-deleted. It refreshes
-when systemd hints that a held unit changed, when asked (after a reconcile
-pass, after registering) and every ``resync_interval``: no poll of every unit
-every second.
+deleted. It refreshes when systemd hints that a held unit changed, when asked
+(after a reconcile pass, after registering) and every ``resync_interval``: no
+poll of every unit every second.
 """
 
 from __future__ import annotations

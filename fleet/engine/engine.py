@@ -217,8 +217,8 @@ class Engine:
                 async with asyncio.TaskGroup() as group:
                     group.create_task(self._until_lost(leadership))
                     if self._watches:
-                        for prefix, revision in revisions.items():
-                            group.create_task(self._watch(prefix, revision))
+                        for topic, revision in revisions.items():
+                            group.create_task(self._watch(topic, revision))
                     else:
                         group.create_task(self._relist_after(self._interval))
                     group.create_task(self._reconcile_loop(leadership))
