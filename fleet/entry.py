@@ -30,14 +30,11 @@ def require_daemon_extra(what: str) -> None:
 
 
 def fleetd() -> None:
-    missing = missing_daemon_modules()
-    if missing:
-        print(
-            "fleetd: needs fleet's daemon extra (pip install 'fleet[daemon]'); "
-            f"missing: {', '.join(missing)}",
-            file=sys.stderr,
-        )
-        raise SystemExit(1)
+    try:
+        require_daemon_extra("fleetd:")
+    except InvalidConfig as exc:
+        print(exc, file=sys.stderr)
+        raise SystemExit(1) from None
     from fleet.daemon import main
 
     raise SystemExit(main())
