@@ -28,6 +28,7 @@ __all__ = [
     "Stacks",
     "admit_globals",
     "check_conflicts",
+    "check_cordon",
     "check_machine_id",
     "check_machine_metadata",
     "check_machine_of",
@@ -38,6 +39,18 @@ __all__ = [
 
 Checker = Callable[[Occupancy, Unit, str], Rejection | None]
 """``checker(occupancy, unit, machine_id)``: the rejection, or None when the rule holds."""
+
+
+def check_cordon(occ: Occupancy, unit: Unit, mid: str) -> Rejection | None:
+    """A cordoned machine takes no new unit (units already there stay: not in KEEPING)."""
+    reason = occ.machines[mid].cordon
+    if reason is None:
+        return None
+    return Rejection(
+        mid,
+        Rule.CORDON,
+        f"the machine is cordoned ({reason})" if reason else "the machine is cordoned",
+    )
 
 
 def check_machine_id(occ: Occupancy, unit: Unit, mid: str) -> Rejection | None:
@@ -128,6 +141,9 @@ PLACING: tuple[Checker, ...] = (
 # A unit already in place is not judged by Replaces: the planner moves the replaced
 # unit away instead.
 KEEPING: tuple[Checker, ...] = PLACING[:-1]
+# A cordon only stops new placements, so it is never in KEEPING; it heads the
+# placing stack of every unit when some machine of the pass is cordoned.
+CORDONED: tuple[Checker, ...] = (check_cordon,)
 
 
 class Stacks:
@@ -139,7 +155,8 @@ class Stacks:
     and Replaces are mutual (another unit's globs can match this one), so they stay
     in every stack once some unit of the pass sets them."""
 
-    def __init__(self, units: Collection[Unit]) -> None:
+    def __init__(self, units: Collection[Unit], cordoned: bool = False) -> None:
+        self._head = CORDONED if cordoned else ()
         mutual: set[Checker] = set()
         if any(u.requirements.conflicts for u in units):
             mutual.add(check_conflicts)
@@ -174,7 +191,7 @@ class Stacks:
                 if not off or check in self._mutual
             )
             keeping = tuple(check for check in placing if check in KEEPING)
-            stacks = self._memo[unset] = (keeping, placing)
+            stacks = self._memo[unset] = (keeping, self._head + placing)
         return stacks
 
 

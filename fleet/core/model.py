@@ -36,6 +36,8 @@ class Machine:
     metadata: Mapping[str, str] = field(default_factory=dict)
     version: str = ""
     capabilities: Mapping[str, bool] = field(default_factory=dict)
+    # None, or the reason (maybe "") it is cordoned: nothing new is placed on it.
+    cordon: str | None = None
 
     @property
     def short_id(self) -> str:
@@ -53,6 +55,10 @@ class Machine:
             else:
                 metadata[key] = value
         return replace(self, metadata=metadata)
+
+    def cordoned(self, reason: str | None) -> Machine:
+        """This machine with its cordon (None: not cordoned)."""
+        return self if reason == self.cordon else replace(self, cordon=reason)
 
     def matches_id(self, wanted: str) -> bool:
         """fleet's MatchID: the full id or its 8-character short form."""
@@ -76,6 +82,8 @@ def machine_set_fingerprint(machines: Iterable[Machine]) -> str:
         digest.update(machine.id.encode())
         for key in sorted(machine.metadata):
             digest.update(f"\0{key}={machine.metadata[key]}".encode())
+        if machine.cordon is not None:
+            digest.update(b"\0\0cordoned")
         digest.update(b"\n")
     return digest.hexdigest()[:16]
 

@@ -21,6 +21,7 @@ class Rule(StrEnum):
     always names the first rule that fails.
     """
 
+    CORDON = "cordon"  # not an [X-Fleet] option: the machine takes nothing new
     MACHINE_ID = "MachineID"
     MACHINE_METADATA = "MachineMetadata"
     MACHINE_OF = "MachineOf"
@@ -51,6 +52,7 @@ class Reason(StrEnum):
     REPLACED = "unscheduled: replaced by a unit on its machine (Replaces)"
     UNIT_DESTROYED = "unscheduled: the unit no longer exists"
     NOW_GLOBAL = "unscheduled: the unit is global, every machine decides whether to run it"
+    DRAINED = "unscheduled: its machine is being drained"
 
     # No decision possible
     UNPLACEABLE = "no machine satisfies its requirements"

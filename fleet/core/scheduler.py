@@ -56,11 +56,14 @@ class SchedUnit:
 
 @dataclass(frozen=True)
 class Snapshot:
-    """One consistent view of the cluster; ``schedule`` maps non-global unit -> machine id."""
+    """One consistent view of the cluster; ``schedule`` maps non-global unit -> machine id.
+    ``evict`` maps a unit to the machine it must leave in this pass (a drain moving it;
+    its MachineOf followers go with it)."""
 
     units: Mapping[str, SchedUnit]
     machines: Mapping[str, Machine]
     schedule: Mapping[str, str] = field(default_factory=dict)
+    evict: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +146,9 @@ class _Planner:
         }
         globals_on = globals_by_machine(self.machines, _active_globals(self.units.values()))
         self.occ = Occupancy(self.units, self.machines, globals_on)
-        self.stacks = Stacks(self.units.values())
+        self.stacks = Stacks(
+            self.units.values(), cordoned=any(m.cordon is not None for m in self.machines.values())
+        )
         self.candidates: Candidates | None = None
         self.unscheduled: dict[str, Unscheduling] = {}
         self.placements: dict[str, Placement] = {}
@@ -183,6 +188,8 @@ class _Planner:
             elif mid not in self.machines:
                 detail = f"machine {mid} is no longer in the cluster"
                 self._record_unschedule(name, mid, Reason.MACHINE_GONE, detail)
+            elif self.snapshot.evict.get(name) == mid:
+                self._record_unschedule(name, mid, Reason.DRAINED, f"draining {short_id(mid)}")
             else:
                 occ.claim(name, mid)
 

@@ -16,11 +16,13 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import fleet
+from fleet.core.maintenance import DrainStatus
 from fleet.core.scheduler import Plan, Snapshot, plan
 from fleet.engine.campaign import Campaign, EngineRegistry
+from fleet.engine.drains import DRAIN_TICK, DrainCoordinator
 from fleet.engine.view import WATCHED, ClusterState, PassWrites
 from fleet.errors import NotLeader, StoreCompacted, StoreError, StoreUnavailable
 from fleet.metrics import FleetMetrics
@@ -101,6 +103,7 @@ class Engine:
         )
         self._plan = planner
         self._view = ClusterState()
+        self._drains = DrainCoordinator()
         self._wake = asyncio.Event()
         self._leadership: Leadership | None = None
         self._leader_since: float | None = None
@@ -199,6 +202,7 @@ class Engine:
 
     def _drop_view(self) -> None:
         self._view = ClusterState()
+        self._drains.reset()
         self._pending_since.clear()
 
     # --- leading ------------------------------------------------------------------
@@ -296,9 +300,13 @@ class Engine:
             log.info("engine: removed %d unreferenced unit bodies", collected)
 
     async def _wait_wake(self) -> bool:
-        """Wait for a relevant change (True) or the interval (False)."""
+        """Wait for a relevant change (True) or the interval (False); while a drain
+        is under way the interval is the drain tick."""
+        interval = self._interval
+        if self._drains.under_way(self._view):
+            interval = min(interval, DRAIN_TICK)
         with contextlib.suppress(TimeoutError):
-            async with self._clock.timeout(self._interval):
+            async with self._clock.timeout(interval):
                 await self._wake.wait()
                 return True
         return False
@@ -317,13 +325,15 @@ class Engine:
         view = self._view
         self._expire_pending()
         cut = view.cut(self._shielded_machines())
-        if len(cut.snapshot.units) > THREAD_THRESHOLD:
-            result = await asyncio.to_thread(self._plan, cut.snapshot)
-        else:
-            result = self._plan(cut.snapshot)
+        snapshot, result, drains = await self._drain_step(cut.snapshot)
+        if result is None:
+            if len(snapshot.units) > THREAD_THRESHOLD:
+                result = await asyncio.to_thread(self._plan, snapshot)
+            else:
+                result = self._plan(snapshot)
         if view is not self._view:
             return  # relisted while planning: this plan is stale
-        writes = view.writes(cut, result)
+        writes = view.writes(cut, result, drains)
         self._passes += 1
         if writes:
             self._log_plan(writes, result)
@@ -332,7 +342,9 @@ class Engine:
             for change in writes.changes:
                 self._pending_since[(change.machine_id, change.name)] = now
             try:
-                await self._registry.apply_schedule(leadership, writes.changes, writes.reasons)
+                await self._registry.apply_schedule(
+                    leadership, writes.changes, writes.reasons, writes.drains
+                )
             except NotLeader:
                 self._failures += 1
                 raise
@@ -360,6 +372,26 @@ class Engine:
                     self._metrics.engine_tasks(task, count)
             self._reasons_written += len(writes.reasons)
         self._last_pass = self._clock.monotonic() - started
+
+    async def _drain_step(
+        self, snapshot: Snapshot
+    ) -> tuple[Snapshot, Plan | None, dict[str, DrainStatus]]:
+        """Step the drains under way: the snapshot with their evictions, the plan if
+        the step made it already, and the drain progress to write."""
+        work = self._drains.under_way(self._view)
+        if not work:
+            return snapshot, None, {}
+        try:
+            states = await self._registry.list_unit_states_of(self._drains.in_flight(work))
+        except StoreError as exc:
+            log.warning("engine: cannot read the states of units being drained: %s", exc)
+            return snapshot, None, {}
+        step, statuses = self._drains.step(work, snapshot, states, self._clock.time(), self._plan)
+        for machine_id, status in statuses.items():
+            log.info("engine: drain of %s: %s (%s)", machine_id, status.phase, status.detail)
+        if not step.evict:
+            return snapshot, None, statuses
+        return replace(snapshot, evict=step.evict), step.plan, statuses
 
     async def _wait_store(self, leadership: Leadership) -> None:
         """Back off until etcd answers again (or leadership is lost)."""

@@ -16,6 +16,7 @@ import logging
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
+from fleet.core.maintenance import Cordon, DrainRequest, DrainStatus
 from fleet.core.model import (
     DesiredState,
     Job,
@@ -29,6 +30,9 @@ from fleet.core.unitfile import UnitFile
 from fleet.errors import FleetError
 from fleet.ports import (
     BodyChanged,
+    CordonChanged,
+    DrainChanged,
+    DrainStatusChanged,
     JobChanged,
     MachineChanged,
     MetadataChanged,
@@ -42,7 +46,14 @@ log = logging.getLogger(__name__)
 
 # The topics the leader watches; reasons are written only by the leader, so
 # listing them when leadership is gained is enough.
-WATCHED = (Topic.JOBS, Topic.BODIES, Topic.SCHEDULE, Topic.MACHINES, Topic.METADATA)
+WATCHED = (
+    Topic.JOBS,
+    Topic.BODIES,
+    Topic.SCHEDULE,
+    Topic.MACHINES,
+    Topic.METADATA,
+    Topic.MAINTENANCE,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,9 +73,10 @@ class PassWrites:
     placed: int
     removed: int
     rewritten: int
+    drains: dict[str, DrainStatus] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
-        return bool(self.changes or self.reasons)
+        return bool(self.changes or self.reasons or self.drains)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +103,9 @@ class ClusterState:
     machines: dict[str, Machine] = field(default_factory=dict)
     dynamic_metadata: dict[str, dict[str, str | None]] = field(default_factory=dict)
     reasons: dict[str, PlacementReason] = field(default_factory=dict)
+    cordons: dict[str, Cordon] = field(default_factory=dict)
+    drains: dict[str, DrainRequest] = field(default_factory=dict)
+    drain_status: dict[str, DrainStatus] = field(default_factory=dict)
     # Our own schedule writes whose watch echo has not arrived yet: older events
     # for those keys are stale and must not undo the write in the view.
     pending: dict[tuple[str, str], Job | None] = field(default_factory=dict)
@@ -111,6 +126,10 @@ class ClusterState:
             self.machines.clear()
         elif topic is Topic.METADATA:
             self.dynamic_metadata.clear()
+        elif topic is Topic.MAINTENANCE:
+            self.cordons.clear()
+            self.drains.clear()
+            self.drain_status.clear()
         # Parsed bodies are content-addressed: keep those still listed, they
         # cannot change.
         listed: set[str] = set()
@@ -132,8 +151,9 @@ class ClusterState:
         for change in changes:
             if isinstance(change, ScheduleChanged) and self._is_echo_or_stale(change):
                 continue
-            relevant = True
             self._change(change)
+            # Drain progress is written by this engine only: its echo changes nothing.
+            relevant = relevant or not isinstance(change, DrainStatusChanged)
         return relevant
 
     def _is_echo_or_stale(self, change: ScheduleChanged) -> bool:
@@ -176,6 +196,22 @@ class ClusterState:
             case MachineChanged(machine_id=machine_id, machine=Machine() as machine):
                 self.machines[machine_id] = machine
                 self._effective_machines = None
+            case CordonChanged(machine_id=machine_id, cordon=cordon):
+                if cordon is None:
+                    self.cordons.pop(machine_id, None)
+                else:
+                    self.cordons[machine_id] = cordon
+                self._effective_machines = None
+            case DrainChanged(machine_id=machine_id, request=request):
+                if request is None:
+                    self.drains.pop(machine_id, None)
+                else:
+                    self.drains[machine_id] = request
+            case DrainStatusChanged(machine_id=machine_id, status=status):
+                if status is None:
+                    self.drain_status.pop(machine_id, None)
+                else:
+                    self.drain_status[machine_id] = status
             case _:
                 log.debug("engine view: ignoring %r", change)
 
@@ -189,11 +225,13 @@ class ClusterState:
     # --- planning ---------------------------------------------------------------
 
     def effective_machines(self) -> dict[str, Machine]:
-        """Live machines with dynamic metadata overlaid (``None`` hides a key)."""
+        """Live machines with dynamic metadata (``None`` hides a key) and cordons overlaid."""
         if self._effective_machines is None:
             result: dict[str, Machine] = {}
             for machine_id, published in self.machines.items():
-                result[machine_id] = published.overlaid(self.dynamic_metadata.get(machine_id, {}))
+                machine = published.overlaid(self.dynamic_metadata.get(machine_id, {}))
+                cordon = self.cordons.get(machine_id)
+                result[machine_id] = machine.cordoned(None if cordon is None else cordon.reason)
             self._effective_machines = result
         return self._effective_machines
 
@@ -279,9 +317,11 @@ class ClusterState:
         snapshot = Snapshot(units=units, machines=self.effective_machines(), schedule=schedule)
         return Cut(snapshot, held, frozenset(waiting), tuple(removals))
 
-    def writes(self, cut: Cut, plan: Plan) -> PassWrites:
+    def writes(
+        self, cut: Cut, plan: Plan, drains: Mapping[str, DrainStatus] | None = None
+    ) -> PassWrites:
         """Turn a plan into this pass's writes: removals first, then placements and
-        rewrites; reasons only where they change."""
+        rewrites; reasons only where they change; ``drains`` progress as given."""
         removals = list(cut.removals)
         removals.extend(ScheduleChange(u.name, u.machine_id, None) for u in plan.unschedule)
         unscheduled = {(c.name, c.machine_id) for c in removals}
@@ -327,6 +367,7 @@ class ClusterState:
             placed=len(puts) - rewritten,
             removed=len(removals),
             rewritten=rewritten,
+            drains=dict(drains or {}),
         )
 
     def written(self, writes: PassWrites) -> None:
@@ -343,6 +384,7 @@ class ClusterState:
                 self.reasons.pop(name, None)
             else:
                 self.reasons[name] = why
+        self.drain_status.update(writes.drains)
 
     def expect(self, writes: PassWrites) -> None:
         """Mark the keys about to be written, before the write: its echo may

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from fleet.core.maintenance import Cordon, DrainRequest, DrainStatus
 from fleet.core.model import Job, Machine, PlacementReason, UnitState
 
 
@@ -30,9 +31,10 @@ class Topic(StrEnum):
     STATES = "states"  # unit states published by the agents
     REASONS = "reasons"  # why the engine could not place a unit
     LEADER = "leader"  # the engine leader
+    MAINTENANCE = "maintenance"  # cordons, drain requests and drain progress
 
 
-_PER_MACHINE = frozenset({Topic.SCHEDULE, Topic.METADATA})
+_PER_MACHINE = frozenset({Topic.SCHEDULE, Topic.METADATA, Topic.MAINTENANCE})
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +126,31 @@ class ReasonChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class CordonChanged:
+    machine_id: str
+    cordon: Cordon | None
+    revision: int
+
+
+@dataclass(frozen=True, slots=True)
+class DrainChanged:
+    """A client's drain request for a machine (None: no drain asked for)."""
+
+    machine_id: str
+    request: DrainRequest | None
+    revision: int
+
+
+@dataclass(frozen=True, slots=True)
+class DrainStatusChanged:
+    """The engine leader's progress report on a machine's drain."""
+
+    machine_id: str
+    status: DrainStatus | None
+    revision: int
+
+
+@dataclass(frozen=True, slots=True)
 class Leader:
     machine_id: str
     version: str
@@ -145,4 +172,7 @@ RegistryEvent = (
     | UnitStateChanged
     | ReasonChanged
     | LeaderChanged
+    | CordonChanged
+    | DrainChanged
+    | DrainStatusChanged
 )

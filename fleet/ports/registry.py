@@ -13,6 +13,7 @@ from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from fleet.core.maintenance import Cordon, DrainRequest, DrainStatus
 from fleet.core.model import DesiredState, Job, Machine, PlacementReason, UnitState
 from fleet.ports.events import RegistryEvent, Scope
 
@@ -62,7 +63,11 @@ class ClusterView(Protocol):
         """Every published unit state, sorted by (name, machine id)."""
 
     async def list_machines(self) -> list[Machine]:
-        """Live machines (presence lease held), dynamic metadata overlaid, sorted by id."""
+        """Live machines (presence lease held), dynamic metadata and cordons
+        overlaid, sorted by id."""
+
+    async def list_unit_states_of(self, names: Sequence[str]) -> list[UnitState]:
+        """The published states of these units only, sorted by (name, machine id)."""
 
     async def list_reasons(self) -> dict[str, PlacementReason]:
         """unit name -> why the engine could not place it (feature B1), with what
@@ -70,6 +75,26 @@ class ClusterView(Protocol):
 
     async def set_machine_metadata(self, machine_id: str, key: str, value: str | None) -> None:
         """Dynamic metadata; ``None`` hides the key (fleet's ``""`` tombstone)."""
+
+
+class MaintenanceStore(Protocol):
+    """Cordons and drains of machines (written by clients; progress by the engine)."""
+
+    async def set_cordon(self, machine_id: str, cordon: Cordon | None) -> None:
+        """Cordon the machine (or lift its cordon, its drain and the drain's
+        progress at once, with None)."""
+
+    async def request_drain(self, machine_id: str, request: DrainRequest, cordon: Cordon) -> None:
+        """Cordon (keeping an existing cordon's reason and time) and ask for a drain,
+        in one transaction."""
+
+    async def set_drain_paused(self, machine_id: str, paused: bool) -> bool:
+        """Pause or resume the machine's drain; False if none was asked for."""
+
+    async def get_maintenance(
+        self, machine_id: str
+    ) -> tuple[Cordon | None, DrainRequest | None, DrainStatus | None]:
+        """The machine's cordon, drain request and the engine's drain progress."""
 
 
 class Watchable(Protocol):
@@ -133,10 +158,15 @@ class EngineStore(Protocol):
         leadership: Leadership,
         changes: Sequence[ScheduleChange],
         reasons: Mapping[str, PlacementReason | None],
+        drains: Mapping[str, DrainStatus] | None = None,
     ) -> None:
-        """Write placements and removals, and unplaceable reasons (None clears),
-        in fenced transactions of at most 128 ops each. Raises NotLeader when
-        the fence fails; nothing of that batch is written."""
+        """Write drain progress (machine id -> status) first, then placements and
+        removals, and unplaceable reasons (None clears), in fenced transactions
+        of at most 128 ops each. Raises NotLeader when the fence fails; nothing
+        of that batch is written."""
+
+    async def list_unit_states_of(self, names: Sequence[str]) -> list[UnitState]:
+        """The published states of these units (a drain follows its moves)."""
 
     async def collect_garbage(self) -> int:
         """Delete unit bodies no unit refers to (feature B9); how many."""

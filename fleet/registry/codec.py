@@ -13,6 +13,15 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from fleet.core.maintenance import (
+    DEFAULT_MIN_HEALTHY,
+    Cordon,
+    DrainPhase,
+    DrainRequest,
+    DrainStatus,
+    MoveState,
+    UnitMove,
+)
 from fleet.core.model import DesiredState, Job, Machine, PlacementReason, UnitState
 from fleet.errors import StoreError
 
@@ -208,3 +217,83 @@ def encode_leader(machine_id: str, version: str, lease_id: int) -> bytes:
 def decode_leader(raw: bytes, where: str) -> tuple[str, str]:
     obj = _load(raw, where)
     return _str(obj, "machine_id", where), str(obj.get("version", ""))
+
+
+# --- machine maintenance (cordon, drain request, drain status) ------------------
+
+
+def _num(obj: Mapping[str, Any], field: str, where: str, default: float) -> float:
+    value = obj.get(field, default)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise StoreError(f"corrupt value at {where}: {field!r} is not a number")
+    return float(value)
+
+
+def encode_cordon(cordon: Cordon) -> bytes:
+    return _dump({"reason": cordon.reason, "since": cordon.since})
+
+
+def decode_cordon(raw: bytes, where: str) -> Cordon:
+    obj = _load(raw, where)
+    return Cordon(str(obj.get("reason", "")), _num(obj, "since", where, 0.0))
+
+
+def encode_drain_request(request: DrainRequest) -> bytes:
+    return _dump(
+        {
+            "max_parallel": request.max_parallel,
+            "min_healthy": request.min_healthy,
+            "timeout": request.timeout,
+            "include_global": request.include_global,
+            "paused": request.paused,
+            "started": request.started,
+        }
+    )
+
+
+def decode_drain_request(raw: bytes, where: str) -> DrainRequest:
+    obj = _load(raw, where)
+    parallel = obj.get("max_parallel", 1)
+    if not isinstance(parallel, int) or isinstance(parallel, bool) or parallel < 1:
+        raise StoreError(f"corrupt value at {where}: 'max_parallel' is not a positive integer")
+    timeout = None if obj.get("timeout") is None else _num(obj, "timeout", where, 0.0)
+    return DrainRequest(
+        max_parallel=parallel,
+        min_healthy=_num(obj, "min_healthy", where, DEFAULT_MIN_HEALTHY),
+        timeout=timeout,
+        include_global=bool(obj.get("include_global", False)),
+        paused=bool(obj.get("paused", False)),
+        started=_num(obj, "started", where, 0.0),
+    )
+
+
+def encode_drain_status(status: DrainStatus) -> bytes:
+    return _dump(
+        {
+            "phase": status.phase.value,
+            "started": status.started,
+            "detail": status.detail,
+            "units": {
+                name: {"state": m.state.value, "to": m.to, "detail": m.detail}
+                for name, m in status.units.items()
+            },
+        }
+    )
+
+
+def decode_drain_status(raw: bytes, where: str) -> DrainStatus:
+    obj = _load(raw, where)
+    units = obj.get("units", {})
+    if not isinstance(units, dict):
+        raise StoreError(f"corrupt value at {where}: 'units' is not a map")
+    try:
+        moves = {
+            str(name): UnitMove(
+                MoveState(m["state"]), str(m.get("to", "")), str(m.get("detail", ""))
+            )
+            for name, m in units.items()
+        }
+        phase = DrainPhase(_str(obj, "phase", where))
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise StoreError(f"corrupt value at {where}: {exc}") from exc
+    return DrainStatus(phase, _num(obj, "started", where, 0.0), moves, str(obj.get("detail", "")))

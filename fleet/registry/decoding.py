@@ -14,6 +14,9 @@ from collections.abc import Callable
 from fleet.errors import FleetError
 from fleet.ports.events import (
     BodyChanged,
+    CordonChanged,
+    DrainChanged,
+    DrainStatusChanged,
     GlobalChanged,
     JobChanged,
     Leader,
@@ -29,11 +32,14 @@ from fleet.ports.events import (
 )
 from fleet.registry import codec
 from fleet.registry.keys import (
+    CORDON,
+    DRAIN,
     ENGINE_LEADER,
     GLOBAL,
     JOB,
     MACHINE,
     MACHINE_METADATA,
+    MAINTENANCE,
     REASON,
     SCHEDULE,
     STATE,
@@ -52,6 +58,8 @@ def scope_prefix(keys: Keys, scope: Scope) -> bytes:
     topic, machine_id = scope.topic, scope.machine_id
     if topic is Topic.SCHEDULE:
         return keys.schedules(machine_id)
+    if topic is Topic.MAINTENANCE:
+        return keys.maintenance(machine_id)
     if topic is Topic.METADATA:
         return (
             keys.machine_metadata_all()
@@ -118,6 +126,18 @@ def _leader(relative: str, raw: bytes | None, revision: int) -> RegistryEvent:
     return LeaderChanged(Leader(machine_id, version), revision)
 
 
+def _maintenance(relative: str, raw: bytes | None, revision: int) -> RegistryEvent:
+    machine_id, kind = Keys.parse_maintenance_key(relative)
+    if kind == CORDON:
+        cordon = None if raw is None else codec.decode_cordon(raw, relative)
+        return CordonChanged(machine_id, cordon, revision)
+    if kind == DRAIN:
+        request = None if raw is None else codec.decode_drain_request(raw, relative)
+        return DrainChanged(machine_id, request, revision)
+    status = None if raw is None else codec.decode_drain_status(raw, relative)
+    return DrainStatusChanged(machine_id, status, revision)
+
+
 _PREFIXES: dict[Topic, str] = {
     Topic.JOBS: JOB,
     Topic.BODIES: UNIT,
@@ -128,6 +148,7 @@ _PREFIXES: dict[Topic, str] = {
     Topic.STATES: STATE,
     Topic.REASONS: REASON,
     Topic.LEADER: ENGINE_LEADER,
+    Topic.MAINTENANCE: MAINTENANCE,
 }
 
 _DECODERS: dict[Topic, Decoder] = {
@@ -140,6 +161,7 @@ _DECODERS: dict[Topic, Decoder] = {
     Topic.STATES: _state,
     Topic.REASONS: _reason,
     Topic.LEADER: _leader,
+    Topic.MAINTENANCE: _maintenance,
 }
 
 

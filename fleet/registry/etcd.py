@@ -17,6 +17,7 @@ from fleet.registry.client import EtcdConnection, parse_endpoints
 from fleet.registry.keys import DEFAULT_PREFIX
 from fleet.registry.leadership import LeadershipRegistry
 from fleet.registry.leases import EtcdLeadership, EtcdMachineLease
+from fleet.registry.maintenance import MaintenanceRegistry
 from fleet.registry.presence import PresenceRegistry
 from fleet.registry.units import UnitRegistry
 from fleet.registry.watch import WatchRegistry
@@ -27,8 +28,11 @@ if TYPE_CHECKING:  # prometheus_client is not imported by fleetctl's etcd driver
 __all__ = ["DEFAULT_PREFIX", "EtcdLeadership", "EtcdMachineLease", "EtcdRegistry"]
 
 
-class EtcdRegistry(UnitRegistry, PresenceRegistry, LeadershipRegistry, WatchRegistry):
-    """UnitStore, ClusterView, Watchable, EngineStore and AgentStore on etcd v3."""
+class EtcdRegistry(
+    UnitRegistry, PresenceRegistry, LeadershipRegistry, MaintenanceRegistry, WatchRegistry
+):
+    """UnitStore, ClusterView, Watchable, EngineStore, AgentStore and MaintenanceStore
+    on etcd v3."""
 
     @classmethod
     async def connect(

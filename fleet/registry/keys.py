@@ -25,6 +25,9 @@ MACHINE = "machine/"
 MACHINE_METADATA = "machine-metadata/"
 STATE = "state/"
 ENGINE_LEADER = "engine/leader"
+MAINTENANCE = "maintenance/"
+CORDON, DRAIN, DRAIN_STATUS = "cordon", "drain", "drain-status"
+MAINTENANCE_KINDS = (CORDON, DRAIN, DRAIN_STATUS)
 
 _HEX = frozenset("0123456789abcdef")
 
@@ -146,6 +149,21 @@ class Keys:
     def engine_leader(self) -> bytes:
         return self._key(ENGINE_LEADER)
 
+    def maintenance(self, machine_id: str | None = None) -> bytes:
+        """``maintenance/`` (every machine) or ``maintenance/<machine-id>/``."""
+        if machine_id is None:
+            return self._key(MAINTENANCE)
+        return self._key(f"{MAINTENANCE}{_segment('machine id', machine_id)}/")
+
+    def cordon(self, machine_id: str) -> bytes:
+        return self.maintenance(machine_id) + CORDON.encode()
+
+    def drain(self, machine_id: str) -> bytes:
+        return self.maintenance(machine_id) + DRAIN.encode()
+
+    def drain_status(self, machine_id: str) -> bytes:
+        return self.maintenance(machine_id) + DRAIN_STATUS.encode()
+
     # --- parsers (relative keys) -------------------------------------------
 
     @staticmethod
@@ -176,6 +194,14 @@ class Keys:
     def parse_state_key(cls, relative: str) -> tuple[str, str]:
         """``state/<name>/<machine-id>`` -> (unit name, machine id)."""
         return cls._pair(relative, STATE)
+
+    @classmethod
+    def parse_maintenance_key(cls, relative: str) -> tuple[str, str]:
+        """``maintenance/<machine-id>/<kind>`` -> (machine id, kind)."""
+        machine_id, kind = cls._pair(relative, MAINTENANCE)
+        if kind not in MAINTENANCE_KINDS:
+            raise InvalidInput(f"unknown maintenance key {relative!r}")
+        return machine_id, kind
 
     @classmethod
     def parse_metadata_key(cls, relative: str) -> tuple[str, str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from fleet.core.maintenance import DrainStatus
 from fleet.core.model import PlacementReason
 from fleet.errors import NotLeader
 from fleet.ports.registry import Leadership, ScheduleChange
@@ -70,12 +71,18 @@ class LeadershipRegistry(RegistryBase):
         leadership: Leadership,
         changes: Sequence[ScheduleChange],
         reasons: Mapping[str, PlacementReason | None],
+        drains: Mapping[str, DrainStatus] | None = None,
     ) -> None:
         held = self._held(leadership, EtcdLeadership)
         if held.lost:
             raise NotLeader(f"leadership of {held.machine_id} is lost: {held.lost_reason}")
         # etcd refuses a txn naming one key twice: the last word on a key wins.
         ops: dict[bytes, Any] = {}
+        # Drain progress first: a move is recorded no later than the eviction it
+        # makes, so a new leader never starts more moves than the drain allows.
+        for machine_id, status in (drains or {}).items():
+            key = self.keys.drain_status(machine_id)
+            ops[key] = put(key, codec.encode_drain_status(status))
         for change in changes:
             key = self.keys.schedule(change.machine_id, change.name)
             if change.hash is None:

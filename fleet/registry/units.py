@@ -18,6 +18,7 @@ from fleet.errors import AlreadyExists, NotFound, StoreError
 from fleet.registry import codec
 from fleet.registry.base import RegistryBase
 from fleet.registry.keys import REASON, Keys
+from fleet.registry.maintenance import cordons_of
 from fleet.registry.ops import GREATER, MAX_TXN_OPS, created, delete, get, modified, put
 
 # A unit takes a compare and up to two puts: 40 stay well under etcd's 128 ops.
@@ -181,9 +182,10 @@ class UnitRegistry(RegistryBase):
         return sorted((s for _, s in decoded.values()), key=lambda s: (s.name, s.machine_id))
 
     async def list_machines(self) -> list[Machine]:
-        (machine_kvs, metadata_kvs), _ = await self._snapshot(
-            self.keys.machines(), self.keys.machine_metadata_all()
+        (machine_kvs, metadata_kvs, maintenance_kvs), _ = await self._snapshot(
+            self.keys.machines(), self.keys.machine_metadata_all(), self.keys.maintenance()
         )
+        cordons = cordons_of(self.keys, maintenance_kvs)
         dynamic: dict[str, dict[str, str | None]] = {}
         for kv in metadata_kvs:
             machine_id, key = Keys.parse_metadata_key(self.keys.relative(kv.key))
@@ -192,7 +194,8 @@ class UnitRegistry(RegistryBase):
         machines = []
         for kv in machine_kvs:
             machine = codec.decode_machine(kv.value, self._where(kv.key))
-            machines.append(machine.overlaid(dynamic.get(machine.id, {})))
+            overlaid = machine.overlaid(dynamic.get(machine.id, {}))
+            machines.append(overlaid.cordoned(cordons.get(machine.id)))
         return sorted(machines, key=lambda m: m.id)
 
     async def list_reasons(self) -> dict[str, PlacementReason]:
