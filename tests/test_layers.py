@@ -62,6 +62,13 @@ FORBIDDEN = {
     ),
     "fleet.ports": ("fleet.registry", "fleet.systemd", "fleet.agent", "fleet.engine", "fleetctl"),
     "fleet.units": ("fleet.registry", "fleet.systemd", "fleet.agent", "fleet.engine", "fleetctl"),
+    "fleet.maintenance": (
+        "fleet.registry",
+        "fleet.systemd",
+        "fleet.agent",
+        "fleet.engine",
+        "fleetctl",
+    ),
     "fleet.registry": ("fleet.agent", "fleet.engine", "fleet.api", "fleet.systemd", "fleetctl"),
     "fleet.systemd": ("fleet.registry", "fleet.agent", "fleet.engine", "fleet.api", "fleetctl"),
     "fleetctl": (
@@ -75,7 +82,14 @@ FORBIDDEN = {
 }
 
 # What a component may import from fleet, besides its own package.
-COMPONENT_ALLOWED = ("fleet.core", "fleet.ports", "fleet.errors", "fleet.units", "fleet.metrics")
+COMPONENT_ALLOWED = (
+    "fleet.core",
+    "fleet.ports",
+    "fleet.errors",
+    "fleet.units",
+    "fleet.maintenance",
+    "fleet.metrics",
+)
 COMPONENTS = ("fleet.engine", "fleet.agent", "fleet.api")
 # The adapters' libraries: a component that imports one has bypassed a port.
 ADAPTER_LIBRARIES = ("aetcd", "grpc", "dbus_fast", "paramiko")

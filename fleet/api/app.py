@@ -21,6 +21,7 @@ from fleet.api.errors import ApiProblem, install_error_handlers
 from fleet.api.middleware import Envelope
 from fleet.api.routes_discovery import discovery_router
 from fleet.api.routes_machines import machines_router
+from fleet.api.routes_maintenance import maintenance_router
 from fleet.api.routes_state import state_router
 from fleet.api.routes_units import units_router
 from fleet.errors import InvalidInput
@@ -36,6 +37,7 @@ def _v1_router(registry: Registry, token_limit: int) -> APIRouter:
     router.include_router(units_router(registry, token_limit))
     router.include_router(state_router(registry, token_limit))
     router.include_router(machines_router(registry, token_limit))
+    router.include_router(maintenance_router(registry))
     return router
 
 

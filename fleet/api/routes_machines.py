@@ -31,7 +31,13 @@ def machines_router(view: ClusterView, token_limit: int) -> APIRouter:
         return json_response(
             schema.MachinePage(
                 machines=[
-                    schema.Machine(id=m.id, primaryIP=m.public_ip, metadata=dict(m.metadata))
+                    schema.Machine(
+                        id=m.id,
+                        primaryIP=m.public_ip,
+                        metadata=dict(m.metadata),
+                        cordoned=True if m.cordon is not None else None,
+                        cordonReason=m.cordon or "",
+                    )
                     for m in page
                 ],
                 nextPageToken=next_token,

@@ -82,6 +82,9 @@ class Machine(_Wire):
     id: str = ""
     primary_ip: str = Field("", alias="primaryIP")
     metadata: dict[str, str] = Field(default_factory=dict)
+    # Extensions: present only on a cordoned machine.
+    cordoned: bool | None = None
+    cordon_reason: str = Field("", alias="cordonReason")
 
 
 class UnitPage(_Wire):
