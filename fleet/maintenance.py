@@ -22,6 +22,7 @@ from fleet.ports import ClusterView, MaintenanceStore
 __all__ = [
     "MAX_PARALLEL",
     "MAX_REASON",
+    "DrainOptions",
     "Maintenance",
     "MaintenanceRegistry",
     "cordon",
@@ -85,19 +86,29 @@ async def uncordon(store: MaintenanceRegistry, machine_id: str) -> bool:
     return True
 
 
+@dataclass(frozen=True, slots=True)
+class DrainOptions:
+    """How to drain: ``max_parallel`` units in flight, each ``min_healthy`` seconds
+    active elsewhere before the next moves; after ``give_up_after`` seconds
+    (``--timeout``; None: never) no new move starts."""
+
+    max_parallel: int = 1
+    min_healthy: float = DEFAULT_MIN_HEALTHY
+    give_up_after: float | None = None
+    include_global: bool = False
+    reason: str = ""
+
+
 async def drain(
-    store: MaintenanceRegistry,
-    machine_id: str,
-    now: float,
-    *,
-    max_parallel: int = 1,
-    min_healthy: float = DEFAULT_MIN_HEALTHY,
-    give_up_after: float | None = None,
-    include_global: bool = False,
-    reason: str = "",
+    store: MaintenanceRegistry, machine_id: str, now: float, options: DrainOptions
 ) -> DrainRequest:
-    """Cordon the machine and ask the engine to drain it; resume a drain still under way.
-    ``give_up_after`` seconds (``--timeout``) the drain stops moving units."""
+    """Cordon the machine and ask the engine to drain it; resume a drain still under way."""
+    max_parallel, min_healthy = options.max_parallel, options.min_healthy
+    give_up_after, include_global, reason = (
+        options.give_up_after,
+        options.include_global,
+        options.reason,
+    )
     if not 1 <= max_parallel <= MAX_PARALLEL:
         raise InvalidInput(f"--max-parallel must be between 1 and {MAX_PARALLEL}")
     if not math.isfinite(min_healthy) or min_healthy < 0:

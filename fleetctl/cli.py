@@ -21,7 +21,17 @@ from fleet import __version__
 from fleet.errors import FleetError
 from fleet.registry.keys import DEFAULT_PREFIX
 from fleetctl.client import DEFAULT_ENDPOINT, LEGACY_ETCD_ENDPOINTS, ClientSettings
-from fleetctl.commands import fdforward, lists, meta, plan, remote, restart, teardown, units
+from fleetctl.commands import (
+    fdforward,
+    lists,
+    maintenance,
+    meta,
+    plan,
+    remote,
+    restart,
+    teardown,
+    units,
+)
 from fleetctl.context import App
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
@@ -308,6 +318,7 @@ for _command in (
     *plan.COMMANDS,
     *remote.COMMANDS,
     *restart.COMMANDS,
+    *maintenance.COMMANDS,
     *fdforward.COMMANDS,
     *meta.COMMANDS,
 ):

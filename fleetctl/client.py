@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from fleet.core.model import DesiredState, Machine, UnitState
     from fleet.core.unitfile import UnitFile
     from fleet.core.views import UnitInfo
+    from fleet.maintenance import DrainOptions, Maintenance
     from fleetctl.ssh import SSHConnection, SSHSettings
 
 DRIVERS = ("api", "etcd")
@@ -62,7 +63,22 @@ class FleetClient(Protocol):
         """Published systemd states, sorted by (unit name, machine id), exact filters."""
 
     async def list_machines(self) -> list[Machine]:
-        """Live machines sorted by id."""
+        """Live machines sorted by id (a cordoned one carries its cordon)."""
+
+    async def cordon(self, machine_id: str, reason: str) -> None:
+        """NotFound if the machine is not in the cluster."""
+
+    async def uncordon(self, machine_id: str) -> bool:
+        """Lift the cordon and end any drain; False if it was not cordoned."""
+
+    async def drain(self, machine_id: str, options: DrainOptions) -> None:
+        """Cordon the machine and ask the engine to drain it (resuming one under way)."""
+
+    async def set_drain_paused(self, machine_id: str, paused: bool) -> bool:
+        """False if the machine is not being drained."""
+
+    async def maintenance(self, machine_id: str) -> Maintenance:
+        """The machine's cordon, drain request and the engine's progress."""
 
     async def aclose(self) -> None: ...
 

@@ -190,6 +190,8 @@ MACHINE_FIELDS: dict[str, MachineField] = {
     "machine": lambda machine, legend: legend.machine_id(machine.id),
     "ip": lambda machine, _: machine.public_ip,
     "metadata": lambda machine, _: metadata_text(machine.metadata),
+    # Not fleet's: "-" unless cordoned, then the reason (or "cordoned").
+    "cordon": lambda machine, _: "" if machine.cordon is None else machine.cordon or "cordoned",
 }
 DEFAULT_MACHINE_FIELDS = "machine,ip,metadata"
 
@@ -211,6 +213,8 @@ def machines_json(machines: Iterable[Machine]) -> str:
             "machine_id": machine.id,
             "ip": machine.public_ip or None,
             "metadata": dict(sorted(machine.metadata.items())),
+            "cordoned": machine.cordon is not None,
+            "cordon_reason": machine.cordon,
         }
         for machine in sorted(machines, key=lambda machine: machine.id)
     ]

@@ -393,7 +393,7 @@ def test_the_checker_catches_a_wrong_example(line: str, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "text",
     [
-        "fleetctl cordon MACHINE",
+        "fleetctl teleport MACHINE",
         "fleetctl start --max-parallel N",
         "fleetctl ssh/status/nope",
         "fleet-cluster --state-dirr DIR status",

@@ -118,16 +118,14 @@ def maintenance_router(store: maintenance.MaintenanceRegistry) -> APIRouter:
     )
     async def put_drain(machine_id: str, request: Request) -> JSONResponse:
         body = parse(_DRAIN, await read_json(request))
-        await maintenance.drain(
-            store,
-            machine_id,
-            time.time(),
+        options = maintenance.DrainOptions(
             max_parallel=body.max_parallel,
             min_healthy=body.min_healthy_time,
             give_up_after=body.timeout,
             include_global=body.include_global,
             reason=body.reason,
         )
+        await maintenance.drain(store, machine_id, time.time(), options)
         return json_response(maintenance_view(await maintenance.maintenance_of(store, machine_id)))
 
     @router.patch(

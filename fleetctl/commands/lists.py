@@ -99,7 +99,7 @@ def list_units(app: App, fields: str, full: bool, no_legend: bool, output: str) 
 
 
 @click.command("list-machines", help="Enumerate the current hosts in the cluster.")
-@list_options("machine,ip,metadata", "machine, ip, metadata", short_full=True)
+@list_options("machine,ip,metadata", "machine, ip, metadata, cordon", short_full=True)
 @pass_app
 def list_machines(app: App, fields: str, full: bool, no_legend: bool, output: str) -> int:
     from fleetctl import render

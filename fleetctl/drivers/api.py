@@ -35,6 +35,7 @@ from fleet.errors import (
 )
 
 if TYPE_CHECKING:
+    from fleet.maintenance import DrainOptions, Maintenance
     from fleetctl.client import ClientSettings
     from fleetctl.ssh import SSHConnection
 
@@ -176,7 +177,48 @@ def _machine(wire: dict[str, Any]) -> Machine:
         id=str(wire.get("id", "")),
         public_ip=str(wire.get("primaryIP", "")),
         metadata={str(k): str(v) for k, v in metadata.items()},
+        cordon=str(wire.get("cordonReason", "")) if wire.get("cordoned") else None,
     )
+
+
+def _maintenance(wire: dict[str, Any]) -> Maintenance:
+    """The wire form of ``GET /machines/{id}/drain`` (fleet.api.routes_maintenance)."""
+    from fleet.core.maintenance import (
+        Cordon,
+        DrainPhase,
+        DrainRequest,
+        DrainStatus,
+        MoveState,
+        UnitMove,
+    )
+    from fleet.maintenance import Maintenance
+
+    try:
+        cordon = request = status = None
+        if (c := wire.get("cordon")) is not None:
+            cordon = Cordon(str(c.get("reason", "")), float(c.get("since", 0.0)))
+        if (d := wire.get("drain")) is not None:
+            timeout = d.get("timeout")
+            request = DrainRequest(
+                max_parallel=int(d["maxParallel"]),
+                min_healthy=float(d["minHealthyTime"]),
+                timeout=None if timeout is None else float(timeout),
+                include_global=bool(d.get("includeGlobal", False)),
+                paused=bool(d.get("paused", False)),
+                started=float(d["started"]),
+            )
+        if (s := wire.get("status")) is not None and request is not None:
+            moves = {
+                str(u["name"]): UnitMove(
+                    MoveState(u["state"]), str(u.get("machineID", "")), str(u.get("detail", ""))
+                )
+                for u in s.get("units") or []
+            }
+            phase = DrainPhase(s["phase"])
+            status = DrainStatus(phase, request.started, moves, str(s.get("detail", "")))
+        return Maintenance(str(wire.get("machineID", "")), cordon, request, status)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise APIError(f"the fleet API sent a drain report fleetctl cannot read: {exc}") from exc
 
 
 def _options(unit: UnitFile) -> list[dict[str, str]]:
@@ -325,6 +367,45 @@ class ApiClient:
             op["value"] = {"value": value}
         response = await self._request("PATCH", "machines", json=[op])
         _raise_for(response, self.endpoint)
+
+    @staticmethod
+    def _machine_path(machine_id: str, what: str) -> str:
+        return f"machines/{quote(machine_id, safe='')}/{what}"
+
+    async def cordon(self, machine_id: str, reason: str) -> None:
+        path = self._machine_path(machine_id, "cordon")
+        _raise_for(await self._request("PUT", path, json={"reason": reason}), self.endpoint)
+
+    async def uncordon(self, machine_id: str) -> bool:
+        response = await self._request("DELETE", self._machine_path(machine_id, "cordon"))
+        if _is_not_found(response):
+            return False
+        _raise_for(response, self.endpoint)
+        return True
+
+    async def drain(self, machine_id: str, options: DrainOptions) -> None:
+        body = {
+            "maxParallel": options.max_parallel,
+            "minHealthyTime": options.min_healthy,
+            "timeout": options.give_up_after,
+            "includeGlobal": options.include_global,
+            "reason": options.reason,
+        }
+        path = self._machine_path(machine_id, "drain")
+        _raise_for(await self._request("PUT", path, json=body), self.endpoint)
+
+    async def set_drain_paused(self, machine_id: str, paused: bool) -> bool:
+        path = self._machine_path(machine_id, "drain")
+        response = await self._request("PATCH", path, json={"paused": paused})
+        if _is_not_found(response):
+            return False
+        _raise_for(response, self.endpoint)
+        return True
+
+    async def maintenance(self, machine_id: str) -> Maintenance:
+        response = await self._request("GET", self._machine_path(machine_id, "drain"))
+        _raise_for(response, self.endpoint)
+        return _maintenance(response.json())
 
     async def aclose(self) -> None:
         try:

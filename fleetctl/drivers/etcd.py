@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, TypeVar
 
-from fleet import __version__, units
+from fleet import __version__, maintenance, units
 from fleet.core.model import DesiredState, Machine, UnitState
 from fleet.errors import StoreUnavailable
 
@@ -83,6 +84,21 @@ class EtcdFleetClient:
 
     async def list_machines(self) -> list[Machine]:
         return await self._call(self._registry.list_machines())
+
+    async def cordon(self, machine_id: str, reason: str) -> None:
+        await self._call(maintenance.cordon(self._registry, machine_id, reason, time.time()))
+
+    async def uncordon(self, machine_id: str) -> bool:
+        return await self._call(maintenance.uncordon(self._registry, machine_id))
+
+    async def drain(self, machine_id: str, options: maintenance.DrainOptions) -> None:
+        await self._call(maintenance.drain(self._registry, machine_id, time.time(), options))
+
+    async def set_drain_paused(self, machine_id: str, paused: bool) -> bool:
+        return await self._call(self._registry.set_drain_paused(machine_id, paused))
+
+    async def maintenance(self, machine_id: str) -> maintenance.Maintenance:
+        return await self._call(maintenance.maintenance_of(self._registry, machine_id))
 
     async def aclose(self) -> None:
         try:

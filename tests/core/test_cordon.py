@@ -35,7 +35,8 @@ def test_check_cordon_rejects_only_a_cordoned_machine() -> None:
     )
     occ.machines[M0] = Machine(M0, cordon="")  # type: ignore[index]
     rejection = check_cordon(occ, unit("a.service"), M0)
-    assert rejection is not None and rejection.detail == "the machine is cordoned"
+    assert rejection is not None
+    assert rejection.detail == "the machine is cordoned"
 
 
 def test_the_cordon_heads_placing_stacks_only_when_a_machine_is_cordoned() -> None:

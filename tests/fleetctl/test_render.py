@@ -190,7 +190,13 @@ def test_units_and_machines_json() -> None:
         }
     ]
     assert json.loads(render.machines_json(MACHINES.values())) == [
-        {"machine_id": MACHINE_ID, "ip": "172.17.8.103", "metadata": {"az": "a", "region": "us"}}
+        {
+            "machine_id": MACHINE_ID,
+            "ip": "172.17.8.103",
+            "metadata": {"az": "a", "region": "us"},
+            "cordoned": False,
+            "cordon_reason": None,
+        }
     ]
 
 
