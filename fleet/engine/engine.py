@@ -172,10 +172,11 @@ class Engine:
                     log.warning("engine: leadership lost: %s", exc)
                     # Usually etcd trouble (the lease was not refreshed in time).
                     self._store_failed = True
-                    await self._resign()
                 finally:
+                    # Resign before anything else (also when cancelled: a stopping
+                    # fleetd hands over at once instead of when its lease expires).
+                    await self._resign()
                     self._drop_view()
-                    self._leadership = None
                     self._leader_since = None
         finally:
             await self._resign()
