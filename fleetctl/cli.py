@@ -22,6 +22,7 @@ from fleet.errors import FleetError
 from fleet.registry.keys import DEFAULT_PREFIX
 from fleetctl.client import DEFAULT_ENDPOINT, LEGACY_ETCD_ENDPOINTS, ClientSettings
 from fleetctl.commands import fdforward, lists, meta, plan, remote, restart, teardown, units
+from fleetctl.commands import metadata as metadata_commands
 from fleetctl.context import App
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
@@ -310,6 +311,7 @@ for _command in (
     *restart.COMMANDS,
     *fdforward.COMMANDS,
     *meta.COMMANDS,
+    *metadata_commands.COMMANDS,
 ):
     cli.add_command(_command)
 

@@ -64,6 +64,12 @@ class FleetClient(Protocol):
     async def list_machines(self) -> list[Machine]:
         """Live machines sorted by id."""
 
+    async def update_machine_metadata(
+        self, machine_id: str, changes: Mapping[str, str | None]
+    ) -> None:
+        """Dynamic metadata of one machine: key -> value, None removes the key.
+        Every change is checked before the first is written (InvalidInput)."""
+
     async def aclose(self) -> None: ...
 
 

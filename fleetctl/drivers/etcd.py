@@ -2,10 +2,10 @@
 
 It reads and writes through :class:`fleet.registry.etcd.EtcdRegistry` (the same
 adapter fleetd uses, so keys and transactions are identical) by the use cases
-of :mod:`fleet.units`, the ones the API server runs, so unit rules and unit
-views cannot differ between the drivers. Every call is bounded by
-``--request-timeout`` so an unreachable etcd fails fast with
-:class:`~fleet.errors.StoreUnavailable`.
+of :mod:`fleet.units` and :mod:`fleet.machines`, the ones the API server runs,
+so unit and metadata rules and unit views cannot differ between the drivers.
+Every call is bounded by ``--request-timeout`` so an unreachable etcd fails
+fast with :class:`~fleet.errors.StoreUnavailable`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sys
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, TypeVar
 
-from fleet import __version__, units
+from fleet import __version__, machines, units
 from fleet.core.model import DesiredState, Machine, UnitState
 from fleet.errors import StoreUnavailable
 
@@ -83,6 +83,12 @@ class EtcdFleetClient:
 
     async def list_machines(self) -> list[Machine]:
         return await self._call(self._registry.list_machines())
+
+    async def update_machine_metadata(
+        self, machine_id: str, changes: Mapping[str, str | None]
+    ) -> None:
+        batch = [machines.MetadataChange(machine_id, k, v) for k, v in changes.items()]
+        await self._call(machines.update_metadata(self._registry, batch))
 
     async def aclose(self) -> None:
         try:
