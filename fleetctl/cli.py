@@ -23,6 +23,7 @@ from fleet.registry.keys import DEFAULT_PREFIX
 from fleetctl.client import DEFAULT_ENDPOINT, LEGACY_ETCD_ENDPOINTS, ClientSettings
 from fleetctl.commands import fdforward, lists, meta, plan, remote, restart, teardown, units
 from fleetctl.commands import metadata as metadata_commands
+from fleetctl.commands import rolling as rolling_commands
 from fleetctl.context import App
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
@@ -312,6 +313,7 @@ for _command in (
     *fdforward.COMMANDS,
     *meta.COMMANDS,
     *metadata_commands.COMMANDS,
+    *rolling_commands.COMMANDS,
 ):
     cli.add_command(_command)
 
