@@ -70,7 +70,7 @@ def test_rolling_replace_stops_at_the_first_failure(
     assert "old content: web@2.service, web@3.service, web@4.service" in done.stdout
     stored = hashes(fleet)
     if mode == "pause":
-        assert stored == {"web@1.service": new, **{n: old for n in WEB[1:]}}
+        assert stored == {"web@1.service": new, **dict.fromkeys(WEB[1:], old)}
         assert active(fleet) == set(WEB[1:])
         assert list_unit_files(fleet)["web@1.service"].dstate == "launched"
     else:
