@@ -63,6 +63,7 @@ class Step:
     machine_id: str | None = None
     done: str = ""  # "": not touched; "ok", "failed", "interrupted", "rolled back"
     detail: str = ""
+    failed: bool = False  # kept when a rollback changes ``done``
 
     @property
     def label(self) -> str:
@@ -199,7 +200,7 @@ class Roller:
         try:
             machine_id = await self._healthy(step)
         except Unhealthy as exc:
-            step.done, step.detail = "failed", str(exc)
+            step.done, step.detail, step.failed = "failed", str(exc), True
             self.warn(f"{step.label}: {verb}, FAILED: {exc}")
             return
         step.done = "ok"
@@ -240,7 +241,7 @@ class Roller:
                 try:
                     await self._write(step)
                 except FleetError as exc:
-                    step.done, step.detail = "failed", str(exc).splitlines()[0]
+                    step.done, step.detail, step.failed = "failed", str(exc).splitlines()[0], True
                     self.warn(f"{step.label}: {verb}, FAILED: {step.detail}")
             await self._judge_batch([s for s in batch if not s.done], verb)
             if self.interrupted:
@@ -309,7 +310,7 @@ def summary(steps: Sequence[Step], replacing: bool) -> list[str]:
             add("old content, rollback FAILED", step)
         else:
             add("old content" if replacing else "not restarted", step)
-        if step.done == "failed":
+        if step.failed:
             add("failed", step)
         if step.done == "interrupted":
             add("not judged (interrupted)", step)

@@ -133,14 +133,14 @@ def test_duration_refuses_words() -> None:
 def test_summary_says_which_units_run_what() -> None:
     steps = [
         Step("a.service", new=PLAIN, done="ok"),
-        Step("b.service", new=PLAIN, done="failed"),
+        Step("b.service", new=PLAIN, done="failed", failed=True),
         Step("c.service", new=PLAIN),
-        Step("d.service", new=PLAIN, done="rolled back"),
+        Step("d.service", new=PLAIN, done="rolled back", failed=True),
         Step("e.service", done="ok"),  # unchanged content, only started
     ]
     assert summary(steps, replacing=True) == [
         "new content: a.service, b.service",
-        "failed: b.service",
+        "failed: b.service, d.service",
         "old content: c.service",
         "old content (rolled back): d.service",
         "unchanged content, started: e.service",

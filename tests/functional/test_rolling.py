@@ -73,8 +73,12 @@ def test_rolling_replace_stops_at_the_first_failure(
         assert stored == {"web@1.service": new, **dict.fromkeys(WEB[1:], old)}
         assert active(fleet) == set(WEB[1:])
         assert list_unit_files(fleet)["web@1.service"].dstate == "launched"
+        assert "new content: web@1.service" in done.stdout
+        assert "failed: web@1.service" in done.stdout
     else:
         assert "web@1.service: previous content restored, healthy on" in done.stdout
+        assert "old content (rolled back): web@1.service" in done.stdout
+        assert "failed: web@1.service" in done.stdout
         assert stored == dict.fromkeys(WEB, old)
         assert active(fleet) == set(WEB)
 
