@@ -123,15 +123,18 @@ class Roller:
 
     # -- health ---------------------------------------------------------------------
 
-    async def _launched_on(self, name: str, deadline: float) -> str:
-        """Wait for fleet's ``launched`` and systemd's first verdict; the machine."""
+    async def _launched_on(self, name: str, deadline: float, want_hash: str) -> str:
+        """Wait for fleet's ``launched``; the machine. Without a content to look for,
+        also for systemd's first verdict (with one, :meth:`_stable` judges only the
+        states of that content: the one left by the previous content is stale)."""
         waiter = self._waiter()
         try:
             await waiter.wait_unit_states([name], DesiredState.LAUNCHED, self._attempts(deadline))
             info = await self.client.get_unit(name)
             if info is None or not info.machine_id:
                 raise Unhealthy("no longer scheduled")
-            await waiter.wait_launch_outcomes([info], self._attempts(deadline))
+            if not want_hash:
+                await waiter.wait_launch_outcomes([info], self._attempts(deadline))
         except FleetError as exc:
             raise Unhealthy(str(exc).splitlines()[0]) from exc
         return info.machine_id
@@ -191,8 +194,8 @@ class Roller:
             await self.restart_on_machine(step)
             await self._stable(step.name, step.machine_id, deadline, global_unit=True)
             return step.machine_id
-        machine_id = await self._launched_on(step.name, deadline)
         want = step.new.hash if step.new is not None else ""
+        machine_id = await self._launched_on(step.name, deadline, want)
         await self._stable(step.name, machine_id, deadline, global_unit=False, want_hash=want)
         return machine_id
 

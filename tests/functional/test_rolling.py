@@ -109,7 +109,7 @@ def test_rolling_restart_keeps_all_but_n_instances_up(fleet: Cluster, tmp_path: 
     assert done.stdout.splitlines()[-1] == "restarted: " + ", ".join(names)
     assert len(seen_down) >= 3
     assert max(seen_down) <= 1
-    assert 1 in seen_down  # the samples did see a restart in progress
+    # Each was restarted (a new main process); a sample may or may not catch one down.
     for name in names:
         assert main_pid(fleet, before[name], name) != pids[name], name
 
