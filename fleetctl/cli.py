@@ -32,6 +32,8 @@ from fleetctl.commands import (
     teardown,
     units,
 )
+from fleetctl.commands import metadata as metadata_commands
+from fleetctl.commands import rolling as rolling_commands
 from fleetctl.context import App
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
@@ -321,6 +323,8 @@ for _command in (
     *maintenance.COMMANDS,
     *fdforward.COMMANDS,
     *meta.COMMANDS,
+    *metadata_commands.COMMANDS,
+    *rolling_commands.COMMANDS,
 ):
     cli.add_command(_command)
 

@@ -80,6 +80,12 @@ class FleetClient(Protocol):
     async def maintenance(self, machine_id: str) -> Maintenance:
         """The machine's cordon, drain request and the engine's progress."""
 
+    async def update_machine_metadata(
+        self, machine_id: str, changes: Mapping[str, str | None]
+    ) -> None:
+        """Dynamic metadata of one machine: key -> value, None removes the key.
+        Every change is checked before the first is written (InvalidInput)."""
+
     async def aclose(self) -> None: ...
 
 

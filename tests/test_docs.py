@@ -394,7 +394,7 @@ def test_the_checker_catches_a_wrong_example(line: str, tmp_path: Path) -> None:
     "text",
     [
         "fleetctl teleport MACHINE",
-        "fleetctl start --max-parallel N",
+        "fleetctl start --max-paralel N",
         "fleetctl ssh/status/nope",
         "fleet-cluster --state-dirr DIR status",
     ],

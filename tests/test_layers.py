@@ -2,9 +2,9 @@
 
 fleet.core imports nothing but the standard library, itself and fleet.errors.
 The components (engine, agent, API) see the layers below them only through
-fleet.core, fleet.ports, fleet.errors, the unit use cases (fleet.units) and
-fleet.metrics: never the registry or systemd adapters, which the composition
-root (fleet.daemon) hands them. Adapters and components never import
+fleet.core, fleet.ports, fleet.errors, the unit and machine use cases
+(fleet.units, fleet.machines) and fleet.metrics: never the registry or systemd
+adapters, which the composition root (fleet.daemon) hands them. Adapters and components never import
 fleetctl; fleetctl never imports the daemon's components. Only the registry
 spells an etcd key.
 """
@@ -62,11 +62,20 @@ FORBIDDEN = {
     ),
     "fleet.ports": ("fleet.registry", "fleet.systemd", "fleet.agent", "fleet.engine", "fleetctl"),
     "fleet.units": ("fleet.registry", "fleet.systemd", "fleet.agent", "fleet.engine", "fleetctl"),
+    "fleet.machines": (
+        "fleet.registry",
+        "fleet.systemd",
+        "fleet.agent",
+        "fleet.engine",
+        "fleet.api",
+        "fleetctl",
+    ),
     "fleet.maintenance": (
         "fleet.registry",
         "fleet.systemd",
         "fleet.agent",
         "fleet.engine",
+        "fleet.api",
         "fleetctl",
     ),
     "fleet.registry": ("fleet.agent", "fleet.engine", "fleet.api", "fleet.systemd", "fleetctl"),
@@ -87,6 +96,7 @@ COMPONENT_ALLOWED = (
     "fleet.ports",
     "fleet.errors",
     "fleet.units",
+    "fleet.machines",
     "fleet.maintenance",
     "fleet.metrics",
 )

@@ -2,7 +2,8 @@
 
 GET pages the machines (dynamic metadata already overlaid by the registry);
 PATCH takes fleet's JSON-patch subset (:func:`fleet.api.schema.validate_patch`
-checks the whole batch before the first write) and writes each change.
+checks the whole batch, with :mod:`fleet.machines`' rules, before the first
+write) and writes the changes through :func:`fleet.machines.update_metadata`.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import TypeAdapter
 
+from fleet import machines
 from fleet.api import schema
 from fleet.api.wire import json_response, parse, read_json, request_body
 from fleet.ports import ClusterView
@@ -56,8 +58,7 @@ def machines_router(view: ClusterView, token_limit: int) -> APIRouter:
     )
     async def patch_machines(request: Request) -> Response:
         ops = parse(_PATCH, await read_json(request))
-        for change in schema.validate_patch(ops):
-            await view.set_machine_metadata(change.machine_id, change.key, change.value)
+        await machines.update_metadata(view, schema.validate_patch(ops))
         return Response(status_code=204)
 
     return router

@@ -20,8 +20,9 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
-from fleet.core.unitfile import LINE_MAX
+from fleet import machines
 from fleet.errors import InvalidInput
+from fleet.machines import MetadataChange
 
 # ---------------------------------------------------------------------------
 # Entities (responses)
@@ -161,28 +162,19 @@ class MachinePatchOp(BaseModel):
 
 MachinePatch = Annotated[list[MachinePatchOp], Field(description="JSON-patch-like operations")]
 
-METADATA_PATH = re.compile(r"^/([^/]+)/metadata/([A-Za-z0-9_.-]+)$")
+METADATA_PATH = re.compile(r"^/([^/]+)/metadata/([^/]+)$")  # the key: fleet.machines.KEY
 PATCH_OPS = ("add", "remove", "replace")
 DESIRED_STATES = ("inactive", "loaded", "launched")
 DesiredStateText = Literal["inactive", "loaded", "launched"]
 
 
-@dataclass(frozen=True, slots=True)
-class MetadataChange:
-    """A validated PATCH op: ``value`` None removes the key."""
-
-    machine_id: str
-    key: str
-    value: str | None
-
-
 def validate_patch(ops: Sequence[MachinePatchOp]) -> list[MetadataChange]:
     """Check EVERY op before any is applied, so a bad op writes nothing.
 
-    A path (machine ID and key) or value is valid UTF-8 of at most LINE_MAX
-    (2048) bytes: a unit's ``MachineMetadata=`` or ``MachineID=`` line is
-    bounded by it, so a longer one could never be matched, and it keeps every
-    write far below etcd's request limit (fleet had no limit).
+    The rules are :mod:`fleet.machines`' (a key is ``[A-Za-z0-9_.-]+``; a path
+    or value is valid UTF-8 of at most LINE_MAX (2048) bytes, so a unit's
+    ``MachineMetadata=`` line could match it; fleet had no limit), worded with
+    fleet's wire messages.
     """
     changes: list[MetadataChange] = []
     for op in ops:
@@ -190,26 +182,22 @@ def validate_patch(ops: Sequence[MachinePatchOp]) -> list[MetadataChange]:
             raise InvalidInput("invalid op: expect add, remove, or replace")
         _check_text("machine metadata path invalid", op.path)
         match = METADATA_PATH.match(op.path)
-        if match is None:
+        if match is None or machines.key_problem(match.group(2)) is not None:
             raise InvalidInput("machine metadata path invalid")
         if op.op == "remove":
             changes.append(MetadataChange(match.group(1), match.group(2), None))
             continue
-        text = op.text()
-        if not text:
-            raise InvalidInput("invalid value: add and replace require a value")
-        _check_text("invalid value", text)
-        changes.append(MetadataChange(match.group(1), match.group(2), text))
+        problem = machines.value_problem(op.text())
+        if problem is not None:
+            raise InvalidInput(f"invalid value: {problem}")
+        changes.append(MetadataChange(match.group(1), match.group(2), op.text()))
     return changes
 
 
 def _check_text(problem: str, text: str) -> None:
-    try:
-        size = len(text.encode("utf-8"))
-    except UnicodeEncodeError:  # a lone surrogate: valid JSON, but no answer could show it
-        raise InvalidInput(f"{problem}: not valid UTF-8") from None
-    if size > LINE_MAX:
-        raise InvalidInput(f"{problem}: longer than {LINE_MAX} bytes")
+    why = machines.text_problem(text)
+    if why is not None:
+        raise InvalidInput(f"{problem}: {why}")
 
 
 # ---------------------------------------------------------------------------

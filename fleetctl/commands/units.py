@@ -16,6 +16,7 @@ import click
 
 from fleet.core.model import DesiredState
 from fleet.errors import InvalidInput, NotFound
+from fleetctl.commands.rolling import rolling_options
 from fleetctl.commands.targets import (
     UnitArg,
     block_options,
@@ -173,6 +174,10 @@ def unit_command(
         )(func)
         if command != "submit":
             func = block_options(func)
+        if command == "start":
+            func = rolling_options(
+                parallel_default=None, failure_modes=("pause", "continue", "rollback")
+            )(func)
         func = click.argument("units", nargs=-1)(func)
         return click.command(command, help=UNIT_HELP[command])(pass_app(func))
 
@@ -268,7 +273,19 @@ def start(
     sign: bool,
     block_attempts: int,
     no_block: bool,
+    max_parallel: int | None,
+    min_healthy_time: float,
+    healthy_timeout: float,
+    on_failure: str,
 ) -> int:
+    if max_parallel is not None:
+        # A rolling replace (B6): fleetctl/commands/rolling.py.
+        from fleetctl.commands.rolling import roll_settings, rolling_replace
+
+        if not replace or no_block or sign:
+            raise click.UsageError("--max-parallel goes with --replace, without --no-block")
+        settings = roll_settings(max_parallel, min_healthy_time, healthy_timeout, on_failure)
+        return rolling_replace(app, units, settings)
     return _activate(
         app,
         "start",

@@ -359,13 +359,21 @@ class ApiClient:
         machines = [_machine(m) for m in await self._pages("machines", "machines")]
         return sorted(machines, key=lambda m: m.id)
 
-    async def set_machine_metadata(self, machine_id: str, key: str, value: str | None) -> None:
-        """Not part of FleetClient: dynamic metadata through ``PATCH /machines``."""
-        op: dict[str, Any] = {"op": "remove" if value is None else "add"}
-        op["path"] = f"/{machine_id}/metadata/{key}"
-        if value is not None:
-            op["value"] = {"value": value}
-        response = await self._request("PATCH", "machines", json=[op])
+    async def update_machine_metadata(
+        self, machine_id: str, changes: Mapping[str, str | None]
+    ) -> None:
+        """One ``PATCH /machines`` for all changes: the server checks the batch
+        before it writes any of it."""
+        ops: list[dict[str, Any]] = []
+        for key, value in changes.items():
+            op: dict[str, Any] = {"op": "remove" if value is None else "add"}
+            op["path"] = f"/{machine_id}/metadata/{key}"
+            if value is not None:
+                op["value"] = {"value": value}
+            ops.append(op)
+        if not ops:
+            return
+        response = await self._request("PATCH", "machines", json=ops)
         _raise_for(response, self.endpoint)
 
     @staticmethod
@@ -406,6 +414,10 @@ class ApiClient:
         response = await self._request("GET", self._machine_path(machine_id, "drain"))
         _raise_for(response, self.endpoint)
         return _maintenance(response.json())
+
+    async def set_machine_metadata(self, machine_id: str, key: str, value: str | None) -> None:
+        """One key (``None`` removes it): :meth:`update_machine_metadata` of one change."""
+        await self.update_machine_metadata(machine_id, {key: value})
 
     async def aclose(self) -> None:
         try:

@@ -2,10 +2,10 @@
 
 It reads and writes through :class:`fleet.registry.etcd.EtcdRegistry` (the same
 adapter fleetd uses, so keys and transactions are identical) by the use cases
-of :mod:`fleet.units`, the ones the API server runs, so unit rules and unit
-views cannot differ between the drivers. Every call is bounded by
-``--request-timeout`` so an unreachable etcd fails fast with
-:class:`~fleet.errors.StoreUnavailable`.
+of :mod:`fleet.units` and :mod:`fleet.machines`, the ones the API server runs,
+so unit and metadata rules and unit views cannot differ between the drivers.
+Every call is bounded by ``--request-timeout`` so an unreachable etcd fails
+fast with :class:`~fleet.errors.StoreUnavailable`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, TypeVar
 
-from fleet import __version__, maintenance, units
+from fleet import __version__, machines, maintenance, units
 from fleet.core.model import DesiredState, Machine, UnitState
 from fleet.errors import StoreUnavailable
 
@@ -99,6 +99,12 @@ class EtcdFleetClient:
 
     async def maintenance(self, machine_id: str) -> maintenance.Maintenance:
         return await self._call(maintenance.maintenance_of(self._registry, machine_id))
+
+    async def update_machine_metadata(
+        self, machine_id: str, changes: Mapping[str, str | None]
+    ) -> None:
+        batch = [machines.MetadataChange(machine_id, k, v) for k, v in changes.items()]
+        await self._call(machines.update_metadata(self._registry, batch))
 
     async def aclose(self) -> None:
         try:

@@ -6,8 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fleet.api.schema import MachinePatchOp, MetadataChange, PageToken, paginate, validate_patch
+from fleet.api.schema import MachinePatchOp, PageToken, paginate, validate_patch
 from fleet.errors import InvalidInput
+from fleet.machines import MetadataChange
 
 
 @pytest.mark.parametrize(
