@@ -4,7 +4,9 @@
 :mod:`fleet.core.checks` read: the units scheduled on each machine and the global
 units it admits, which of them carry ``Conflicts`` or ``Replaces`` globs, and the
 two relations between units the rules ask about, ``MachineOf`` (who follows whom)
-and ``Replaces`` (who displaces whom). The planner updates it as it decides; it
+and ``Replaces`` (who displaces whom), and for the templates whose instances set
+``MaxPerMachine`` or ``SpreadBy``, how many of their instances each machine and each
+``SpreadBy`` value holds (no other template is counted). The planner updates it as it decides; it
 decides nothing itself.
 """
 
@@ -15,6 +17,7 @@ from typing import Protocol
 
 from fleet.core.matching import GlobSet, glob_set
 from fleet.core.model import Machine
+from fleet.core.names import template_of
 from fleet.core.requirements import Requirements
 
 __all__ = ["Occupancy", "Unit"]
@@ -48,8 +51,14 @@ class Occupancy:
         self.machines = machines
         self.peers: dict[str, tuple[str, ...]] = {}
         self.followers: dict[str, list[str]] = {}
+        spreading: dict[str, dict[str, None]] = {}  # template -> its SpreadBy keys
         for name, unit in units.items():
-            machine_of = unit.requirements.machine_of
+            req = unit.requirements
+            if req.max_per_machine is not None or req.spread_by is not None:
+                keys = spreading.setdefault(template_of(name) or name, {})
+                if req.spread_by is not None:
+                    keys[req.spread_by] = None
+            machine_of = req.machine_of
             if not machine_of:
                 self.peers[name] = ()
                 continue
@@ -74,6 +83,20 @@ class Occupancy:
                 globs = units[g].requirements.conflicts
                 if globs:
                     self.holders[mid][g] = glob_set(globs)
+        # Instances per machine and per SpreadBy value, of the counted templates only:
+        # ``template_of`` holds just their instances, so other units cost one lookup.
+        self.template_of: dict[str, str] = {}
+        self.instances: dict[str, dict[str, int]] = {m: {} for m in machines}
+        self.spread_keys: dict[str, tuple[str, ...]] = {t: tuple(k) for t, k in spreading.items()}
+        self.spread: dict[tuple[str, str], dict[str, int]] = {}
+        if spreading:
+            for name in units:
+                template = template_of(name)
+                if template in spreading:
+                    self.template_of[name] = template
+            for template, spread_keys in self.spread_keys.items():
+                for key in spread_keys:
+                    self.spread[(template, key)] = {}
         # Units placed in this pass: Replaces never displaces them again in it.
         self.placed: set[str] = set()
         self._replaces_memo: dict[tuple[str, str], bool] = {}
@@ -103,6 +126,9 @@ class Occupancy:
             self.holders[mid][name] = glob_set(req.conflicts)
         if req.replaces:
             self.replacers[mid][name] = None
+        template = self.template_of.get(name)
+        if template is not None:
+            self._count(template, mid, +1)
         if placed:
             self.placed.add(name)
 
@@ -116,7 +142,29 @@ class Occupancy:
         del self.on_machine[mid][name]
         self.holders[mid].pop(name, None)
         self.replacers[mid].pop(name, None)
+        template = self.template_of.get(name)
+        if template is not None:
+            self._count(template, mid, -1)
         return mid, True
+
+    def instances_on(self, template: str, mid: str) -> int:
+        """How many instances of ``template`` (a counted one) are on ``mid``."""
+        return self.instances[mid].get(template, 0)
+
+    def spread_counts(self, template: str, key: str) -> Mapping[str, int]:
+        """Instances of ``template`` (a counted one) on the machines with metadata ``key``,
+        by its value (values with none may be missing)."""
+        return self.spread[(template, key)]
+
+    def _count(self, template: str, mid: str, delta: int) -> None:
+        counts = self.instances[mid]
+        counts[template] = counts.get(template, 0) + delta
+        metadata = self.machines[mid].metadata
+        for key in self.spread_keys[template]:
+            value = metadata.get(key)
+            if value is not None:
+                by_value = self.spread[(template, key)]
+                by_value[value] = by_value.get(value, 0) + delta
 
     def replaces(self, a: str, b: str) -> bool:
         """Whether ``a`` displaces ``b``: a circular Replaces pair is ignored for both."""

@@ -17,7 +17,9 @@ from fleet.core.checks import (
     check_machine_id,
     check_machine_metadata,
     check_machine_of,
+    check_max_per_machine,
     check_replaces,
+    check_spread_by,
     first_rejection,
     globals_by_machine,
 )
@@ -31,7 +33,9 @@ from tests.core.test_checks import (
     MACHINE_ID,
     MACHINE_METADATA,
     MACHINE_OF,
+    MAX_PER_MACHINE,
     REPLACES,
+    SPREAD_BY,
     Case,
     md,
     occupancy,
@@ -44,6 +48,8 @@ TABLES: tuple[tuple[Checker, tuple[Case, ...]], ...] = (
     (check_machine_metadata, MACHINE_METADATA),
     (check_machine_of, MACHINE_OF),
     (check_conflicts, CONFLICTS),
+    (check_spread_by, SPREAD_BY),
+    (check_max_per_machine, MAX_PER_MACHINE),
     (check_replaces, REPLACES),
 )
 
