@@ -52,12 +52,17 @@ class Occupancy:
         self.peers: dict[str, tuple[str, ...]] = {}
         self.followers: dict[str, list[str]] = {}
         spreading: dict[str, dict[str, None]] = {}  # template -> its SpreadBy keys
+        self.template_of: dict[str, str] = {}
         for name, unit in units.items():
             req = unit.requirements
             if req.max_per_machine is not None or req.spread_by is not None:
-                keys = spreading.setdefault(template_of(name) or name, {})
-                if req.spread_by is not None:
-                    keys[req.spread_by] = None
+                # A unit that is no template instance was refused at submit: not counted.
+                template = template_of(name)
+                if template is not None:
+                    self.template_of[name] = template
+                    keys = spreading.setdefault(template, {})
+                    if req.spread_by is not None:
+                        keys[req.spread_by] = None
             machine_of = req.machine_of
             if not machine_of:
                 self.peers[name] = ()
@@ -85,15 +90,15 @@ class Occupancy:
                     self.holders[mid][g] = glob_set(globs)
         # Instances per machine and per SpreadBy value, of the counted templates only:
         # ``template_of`` holds just their instances, so other units cost one lookup.
-        self.template_of: dict[str, str] = {}
-        self.instances: dict[str, dict[str, int]] = {m: {} for m in machines}
+        self.instances: dict[str, dict[str, int]] = {}  # machine -> template -> count
         self.spread_keys: dict[str, tuple[str, ...]] = {t: tuple(k) for t, k in spreading.items()}
         self.spread: dict[tuple[str, str], dict[str, int]] = {}
         if spreading:
             for name in units:
-                template = template_of(name)
-                if template in spreading:
-                    self.template_of[name] = template
+                if "@" in name and name not in self.template_of:
+                    template = template_of(name)
+                    if template in spreading:
+                        self.template_of[name] = template
             for template, spread_keys in self.spread_keys.items():
                 for key in spread_keys:
                     self.spread[(template, key)] = {}
@@ -149,7 +154,8 @@ class Occupancy:
 
     def instances_on(self, template: str, mid: str) -> int:
         """How many instances of ``template`` (a counted one) are on ``mid``."""
-        return self.instances[mid].get(template, 0)
+        counts = self.instances.get(mid)
+        return 0 if counts is None else counts.get(template, 0)
 
     def spread_counts(self, template: str, key: str) -> Mapping[str, int]:
         """Instances of ``template`` (a counted one) on the machines with metadata ``key``,
@@ -157,7 +163,7 @@ class Occupancy:
         return self.spread[(template, key)]
 
     def _count(self, template: str, mid: str, delta: int) -> None:
-        counts = self.instances[mid]
+        counts = self.instances.setdefault(mid, {})
         counts[template] = counts.get(template, 0) + delta
         metadata = self.machines[mid].metadata
         for key in self.spread_keys[template]:

@@ -42,6 +42,7 @@ from tests.core.test_checks import (
     unit,
 )
 from tests.core.test_scheduler_properties import snapshots
+from tests.core.test_spread_properties import snapshots as spread_snapshots
 
 TABLES: tuple[tuple[Checker, tuple[Case, ...]], ...] = (
     (check_machine_id, MACHINE_ID),
@@ -87,6 +88,9 @@ def names(stack: Iterable[Checker]) -> list[str]:
         (unit("a.service", machine_of=("b.service",)), [], ["machine_of"], None),
         (unit("a.service", conflicts=("b.*",)), [], ["conflicts"], None),
         (unit("a.service", replaces=("b.*",)), [], [], ["replaces"]),
+        (unit("w@1.service", spread_by="az"), [], ["spread_by"], None),
+        (unit("w@1.service", max_per_machine=1), [], ["max_per_machine"], None),
+        (unit("w@1.service"), [unit("w@2.service", max_per_machine=1, spread_by="az")], [], []),
         (unit("a.service"), [unit("b.service", conflicts=("x",))], ["conflicts"], None),
         (unit("a.service"), [unit("b.service", replaces=("x",))], [], ["replaces"]),
         (
@@ -103,6 +107,9 @@ def names(stack: Iterable[Checker]) -> list[str]:
         "machine-of",
         "own-conflicts",
         "own-replaces",
+        "spread-by",
+        "max-per-machine",
+        "another-instance-has-both",
         "another-unit-has-conflicts",
         "another-unit-has-replaces",
         "several",
@@ -120,7 +127,7 @@ def test_stacks_leave_out_checkers_that_cannot_reject(
 
 
 @settings(max_examples=300, deadline=None)
-@given(snapshots(with_replaces=True))
+@given(snapshots(with_replaces=True) | spread_snapshots())
 def test_pruned_stacks_reject_exactly_as_the_full_ones(s: Snapshot) -> None:
     """Leaving checkers out never changes a verdict, whatever the occupancy."""
     units = dict(sorted(s.units.items()))
