@@ -568,7 +568,7 @@ def test_reason_texts() -> None:
 
 
 def web(i: int, **req: object) -> SchedUnit:
-    return unit(f"web@{i}.service", **req)
+    return unit(f"web@{i}.service", LAUNCHED, **req)
 
 
 def test_max_per_machine_puts_one_instance_per_machine_and_explains_the_rest() -> None:

@@ -122,7 +122,7 @@ def check_pass(s: Snapshot, p: Plan, opts: dict[str, Options]) -> dict[str, str]
         assert (name in result) != (name in p.unplaceable), name
     for name, rejections in p.unplaceable.items():
         req = s.units[name].requirements
-        t = template(name)
+        of = template(name)
         assert [r.machine_id for r in rejections] == sorted(s.machines)
         for r in rejections:
             metadata = s.machines[r.machine_id].metadata
@@ -134,9 +134,9 @@ def check_pass(s: Snapshot, p: Plan, opts: dict[str, Options]) -> dict[str, str]
                 assert f"SpreadBy={req.spread_by}" in r.detail
             else:
                 assert r.rule is Rule.MAX_PER_MACHINE, r
-                assert t is not None
+                assert of is not None
                 assert req.max_per_machine is not None
-                assert counts[(t, r.machine_id)] >= req.max_per_machine
+                assert counts[(of, r.machine_id)] >= req.max_per_machine
                 assert f"MaxPerMachine={req.max_per_machine}" in r.detail
     return result
 
