@@ -131,9 +131,8 @@ class Occupancy:
             self.holders[mid][name] = glob_set(req.conflicts)
         if req.replaces:
             self.replacers[mid][name] = None
-        template = self.template_of.get(name)
-        if template is not None:
-            self._count(template, mid, +1)
+        if name in self.template_of:  # not a call: units without B15 options stay cheap
+            self._count(self.template_of[name], mid, +1)
         if placed:
             self.placed.add(name)
 
@@ -147,9 +146,8 @@ class Occupancy:
         del self.on_machine[mid][name]
         self.holders[mid].pop(name, None)
         self.replacers[mid].pop(name, None)
-        template = self.template_of.get(name)
-        if template is not None:
-            self._count(template, mid, -1)
+        if name in self.template_of:
+            self._count(self.template_of[name], mid, -1)
         return mid, True
 
     def instances_on(self, template: str, mid: str) -> int:

@@ -357,11 +357,10 @@ class _Planner:
                     return None
             return candidates.first_fit(where or (), fits)
         key = req.spread_by
-        template = occ.template_of.get(unit.name)
-        if key is not None and template is not None:
+        if key is not None and unit.name in occ.template_of:
             # The value holding the fewest instances of the template that has a machine
             # passing every rule; already placed instances stay where they are.
-            held = occ.spread_counts(template, key)
+            held = occ.spread_counts(occ.template_of[unit.name], key)
             return candidates.spread(fits, req.metadata, key, held)
         return candidates.least_loaded(fits, req.metadata)
 
