@@ -168,9 +168,8 @@ class Stacks:
     A checker that cannot reject a unit is left out of the unit's stack, so checking
     a unit with no ``[X-Fleet]`` options costs next to nothing. MachineID,
     MachineMetadata, MachineOf, SpreadBy and MaxPerMachine can only reject a unit
-    that sets them; Conflicts
-    and Replaces are mutual (another unit's globs can match this one), so they stay
-    in every stack once some unit of the pass sets them."""
+    that sets them; Conflicts and Replaces are mutual (another unit's globs can match
+    this one), so they stay in every stack once some unit of the pass sets them."""
 
     def __init__(self, units: Collection[Unit]) -> None:
         mutual: set[Checker] = set()

@@ -4,10 +4,10 @@
 :mod:`fleet.core.checks` read: the units scheduled on each machine and the global
 units it admits, which of them carry ``Conflicts`` or ``Replaces`` globs, and the
 two relations between units the rules ask about, ``MachineOf`` (who follows whom)
-and ``Replaces`` (who displaces whom), and for the templates whose instances set
-``MaxPerMachine`` or ``SpreadBy``, how many of their instances each machine and each
-``SpreadBy`` value holds (no other template is counted). The planner updates it as it decides; it
-decides nothing itself.
+and ``Replaces`` (who displaces whom); and, for the templates whose instances set
+``MaxPerMachine`` or ``SpreadBy`` (no other template is counted), how many of their
+instances each machine and each ``SpreadBy`` value holds. The planner updates it as
+it decides; it decides nothing itself.
 """
 
 from __future__ import annotations

@@ -218,7 +218,7 @@ def _spread_by(values: list[str]) -> str | None:
     return value
 
 
-def template_options(req: Requirements) -> tuple[str, ...]:
+def _template_options(req: Requirements) -> tuple[str, ...]:
     """The options of ``req`` that only a template instance can honour."""
     present = (req.max_per_machine is not None, req.spread_by is not None)
     return tuple(o for o, on in zip(_TEMPLATE_OPTIONS, present, strict=True) if on)
@@ -247,7 +247,7 @@ def _check(unit_name: str, req: Requirements) -> None:
     for first, second in _FORBIDDEN:
         if present[first] and present[second]:
             raise InvalidRequirements(f"[X-Fleet] {first} cannot be combined with {second}")
-    options = template_options(req)
+    options = _template_options(req)
     if options and template_of(unit_name) is None:
         raise InvalidRequirements(
             f"[X-Fleet] {options[0]} only applies to instances of a template "
