@@ -73,6 +73,15 @@ def test_max_per_machine(fleet: Cluster, tmp_path: Path) -> None:
     assert list_unit_files(fleet)["web@4.service"].state == "inactive"
     assert one_machine_each(wait_active(fleet, 3)) == placed
 
+    # On a unit that is no template instance the option is refused before anything is written.
+    plain = tmp_path / "plain.service"
+    plain.write_text("[Service]\nExecStart=/bin/sleep infinity\n\n[X-Fleet]\nMaxPerMachine=1\n")
+    refused = fleet.fleetctl("submit", str(plain), check=False)
+    assert refused.returncode == 1, refused
+    assert refused.stderr.count("\n") == 1, refused.stderr
+    assert "MaxPerMachine only applies to instances of a template" in refused.stderr
+    assert "plain.service" not in list_unit_files(fleet)
+
 
 def test_spread_by_zone(cluster_factory: ClusterFactory, tmp_path: Path) -> None:
     """SpreadBy=zone over zones a (3 machines) and b (1 machine): 4 instances, 2 per zone."""
