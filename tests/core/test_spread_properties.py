@@ -59,8 +59,8 @@ def machine(draw: st.DrawFn, mid: str) -> Machine:
 
 
 @st.composite
-def clusters(draw: st.DrawFn, mids: list[str] | None = None) -> dict[str, Machine]:
-    ids = mids if mids is not None else draw(st.lists(st.sampled_from(MACHINE_IDS), unique=True))
+def clusters(draw: st.DrawFn) -> dict[str, Machine]:
+    ids = draw(st.lists(st.sampled_from(MACHINE_IDS), unique=True))
     return {m: draw(machine(m)) for m in sorted(ids)}
 
 
