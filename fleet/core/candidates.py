@@ -8,6 +8,8 @@ dropped when popped. ``MachineMetadata`` gets a heap of its own over just the
 machines that satisfy a constraint set, built on first use from a ``key=value``
 index; ``MachineID`` looks up full and short ids. (``MachineOf`` candidates are
 where the followed units run: :meth:`fleet.core.occupancy.Occupancy.machines_running`.)
+``SpreadBy`` tries the values of its key from the least-held one, each through the
+metadata heap of that ``key=value``.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ class Candidates:
         heapq.heapify(self._heap)
         self._meta_heaps: dict[_MetaSignature, list[_HeapEntry]] = {}
         self._meta_index: dict[tuple[str, str], list[str]] | None = None
+        self._values: dict[str, list[str]] = {}  # metadata key -> its values, sorted
         self._meta_class: dict[str, frozenset[tuple[str, str]]] = {}
         self._meta_memo: dict[tuple[_MetaSignature, frozenset[tuple[str, str]]], bool] = {}
 
@@ -92,6 +95,32 @@ class Candidates:
         for entry in looked:
             heapq.heappush(heap, entry)
         return found
+
+    def spread(
+        self,
+        accept: Callable[[str], bool],
+        metadata: Sequence[MetadataConstraint],
+        key: str,
+        held: Mapping[str, int],
+    ) -> str | None:
+        """The least-loaded machine ``accept`` takes among those satisfying ``metadata``,
+        looked for under one value of ``key`` after another: fewest ``held`` first (a
+        value missing from ``held`` holds none), ties in value order."""
+        own = tuple(c for c in metadata if c.key == key)
+        others = tuple(c for c in metadata if c.key != key)
+        values = self._values.get(key)
+        if values is None:
+            values = self._values[key] = sorted({v for k, v in self._index() if k == key})
+        for value in sorted(values, key=lambda v: (held.get(v, 0), v)):
+            # The unit's own terms on ``key`` only ever look at this value.
+            if own and not metadata_matches(own, {key: value}):
+                continue
+            found = self.least_loaded(
+                accept, (*others, MetadataConstraint(key, MetadataOp.EQ, value))
+            )
+            if found is not None:
+                return found
+        return None
 
     def _metadata_heap(self, signature: _MetaSignature) -> list[_HeapEntry]:
         """A load heap over the machines whose metadata satisfies ``signature``, built on

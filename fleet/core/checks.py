@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
 
-from fleet.core.explain import Rejection, short_id
+from fleet.core.explain import Rejection, plural, short_id
 from fleet.core.matching import glob_set, metadata_matches, unmet_metadata
 from fleet.core.model import Machine
 from fleet.core.occupancy import Occupancy, Unit
@@ -32,7 +32,9 @@ __all__ = [
     "check_machine_id",
     "check_machine_metadata",
     "check_machine_of",
+    "check_max_per_machine",
     "check_replaces",
+    "check_spread_by",
     "first_rejection",
     "globals_by_machine",
 ]
@@ -110,6 +112,34 @@ def check_conflicts(occ: Occupancy, unit: Unit, mid: str) -> Rejection | None:
     return None
 
 
+def check_spread_by(occ: Occupancy, unit: Unit, mid: str) -> Rejection | None:
+    """SpreadBy: the machine has the metadata key the instances spread over. (Which
+    value gets the next instance is the planner's choice, not a rule.)"""
+    key = unit.requirements.spread_by
+    if key is None or key in occ.machines[mid].metadata:
+        return None
+    return Rejection(mid, Rule.SPREAD_BY, f"has no metadata {key} (SpreadBy={key})")
+
+
+def check_max_per_machine(occ: Occupancy, unit: Unit, mid: str) -> Rejection | None:
+    """MaxPerMachine: fewer than N other instances of the unit's template are on the
+    machine (every instance counts, whatever its own options)."""
+    limit = unit.requirements.max_per_machine
+    if limit is None:
+        return None
+    name = unit.name
+    template = occ.template_of.get(name)
+    if template is None:
+        return None
+    held = occ.instances_on(template, mid) - (1 if name in occ.on_machine[mid] else 0)
+    if held < limit:
+        return None
+    detail = (
+        f"holds {held} {plural(held, 'instance')} of {template} already (MaxPerMachine={limit})"
+    )
+    return Rejection(mid, Rule.MAX_PER_MACHINE, detail)
+
+
 def check_replaces(occ: Occupancy, unit: Unit, mid: str) -> Rejection | None:
     """Replaces, when placing: no unit on the machine replaces this one, and this one
     would not displace a unit it follows or one placed earlier in the same pass."""
@@ -136,6 +166,8 @@ PLACING: tuple[Checker, ...] = (
     check_machine_metadata,
     check_machine_of,
     check_conflicts,
+    check_spread_by,
+    check_max_per_machine,
     check_replaces,
 )
 # A unit already in place is not judged by Replaces: the planner moves the replaced
@@ -151,9 +183,9 @@ class Stacks:
 
     A checker that cannot reject a unit is left out of the unit's stack, so checking
     a unit with no ``[X-Fleet]`` options costs next to nothing. MachineID,
-    MachineMetadata and MachineOf can only reject a unit that sets them; Conflicts
-    and Replaces are mutual (another unit's globs can match this one), so they stay
-    in every stack once some unit of the pass sets them."""
+    MachineMetadata, MachineOf, SpreadBy and MaxPerMachine can only reject a unit
+    that sets them; Conflicts and Replaces are mutual (another unit's globs can match
+    this one), so they stay in every stack once some unit of the pass sets them."""
 
     def __init__(self, units: Collection[Unit], cordoned: bool = False) -> None:
         self._head = CORDONED if cordoned else ()
@@ -181,6 +213,8 @@ class Stacks:
             not req.metadata,
             not req.machine_of,
             not req.conflicts,
+            req.spread_by is None,
+            req.max_per_machine is None,
             not req.replaces,
         )
         stacks = self._memo.get(unset)

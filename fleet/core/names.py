@@ -104,6 +104,16 @@ def _split(name: str) -> tuple[str, str | None, str]:
     return stem, None, suffix
 
 
+def template_of(name: str) -> str | None:
+    """The template ``name`` is made from, for a template (itself) or an instance
+    (``foo@.service`` for ``foo@1.service``); None for a plain unit. ``name`` is
+    taken as already validated: the scheduler asks this of stored names."""
+    prefix, instance, suffix = _split(name)
+    if instance is None:
+        return None
+    return f"{prefix}@.{suffix}" if suffix else f"{prefix}@"
+
+
 @dataclass(frozen=True, slots=True)
 class UnitName:
     """A validated unit name split into its parts (``suffix`` has no leading dot)."""

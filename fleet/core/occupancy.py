@@ -4,8 +4,10 @@
 :mod:`fleet.core.checks` read: the units scheduled on each machine and the global
 units it admits, which of them carry ``Conflicts`` or ``Replaces`` globs, and the
 two relations between units the rules ask about, ``MachineOf`` (who follows whom)
-and ``Replaces`` (who displaces whom). The planner updates it as it decides; it
-decides nothing itself.
+and ``Replaces`` (who displaces whom); and, for the templates whose instances set
+``MaxPerMachine`` or ``SpreadBy`` (no other template is counted), how many of their
+instances each machine and each ``SpreadBy`` value holds. The planner updates it as
+it decides; it decides nothing itself.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Protocol
 
 from fleet.core.matching import GlobSet, glob_set
 from fleet.core.model import Machine
+from fleet.core.names import template_of
 from fleet.core.requirements import Requirements
 
 __all__ = ["Occupancy", "Unit"]
@@ -48,8 +51,19 @@ class Occupancy:
         self.machines = machines
         self.peers: dict[str, tuple[str, ...]] = {}
         self.followers: dict[str, list[str]] = {}
+        spreading: dict[str, dict[str, None]] = {}  # template -> its SpreadBy keys
+        self.template_of: dict[str, str] = {}
         for name, unit in units.items():
-            machine_of = unit.requirements.machine_of
+            req = unit.requirements
+            if req.max_per_machine is not None or req.spread_by is not None:
+                # A unit that is no template instance was refused at submit: not counted.
+                template = template_of(name)
+                if template is not None:
+                    self.template_of[name] = template
+                    keys = spreading.setdefault(template, {})
+                    if req.spread_by is not None:
+                        keys[req.spread_by] = None
+            machine_of = req.machine_of
             if not machine_of:
                 self.peers[name] = ()
                 continue
@@ -74,6 +88,20 @@ class Occupancy:
                 globs = units[g].requirements.conflicts
                 if globs:
                     self.holders[mid][g] = glob_set(globs)
+        # Instances per machine and per SpreadBy value, of the counted templates only:
+        # ``template_of`` holds just their instances, so other units cost one lookup.
+        self.instances: dict[str, dict[str, int]] = {}  # machine -> template -> count
+        self.spread_keys: dict[str, tuple[str, ...]] = {t: tuple(k) for t, k in spreading.items()}
+        self.spread: dict[tuple[str, str], dict[str, int]] = {}
+        if spreading:
+            for name in units:
+                if "@" in name and name not in self.template_of:
+                    template = template_of(name)
+                    if template in spreading:
+                        self.template_of[name] = template
+            for template, spread_keys in self.spread_keys.items():
+                for key in spread_keys:
+                    self.spread[(template, key)] = {}
         # Units placed in this pass: Replaces never displaces them again in it.
         self.placed: set[str] = set()
         self._replaces_memo: dict[tuple[str, str], bool] = {}
@@ -103,6 +131,8 @@ class Occupancy:
             self.holders[mid][name] = glob_set(req.conflicts)
         if req.replaces:
             self.replacers[mid][name] = None
+        if name in self.template_of:  # not a call: units without B15 options stay cheap
+            self._count(self.template_of[name], mid, +1)
         if placed:
             self.placed.add(name)
 
@@ -116,7 +146,29 @@ class Occupancy:
         del self.on_machine[mid][name]
         self.holders[mid].pop(name, None)
         self.replacers[mid].pop(name, None)
+        if name in self.template_of:
+            self._count(self.template_of[name], mid, -1)
         return mid, True
+
+    def instances_on(self, template: str, mid: str) -> int:
+        """How many instances of ``template`` (a counted one) are on ``mid``."""
+        counts = self.instances.get(mid)
+        return 0 if counts is None else counts.get(template, 0)
+
+    def spread_counts(self, template: str, key: str) -> Mapping[str, int]:
+        """Instances of ``template`` (a counted one) on the machines with metadata ``key``,
+        by its value (values with none may be missing)."""
+        return self.spread[(template, key)]
+
+    def _count(self, template: str, mid: str, delta: int) -> None:
+        counts = self.instances.setdefault(mid, {})
+        counts[template] = counts.get(template, 0) + delta
+        metadata = self.machines[mid].metadata
+        for key in self.spread_keys[template]:
+            value = metadata.get(key)
+            if value is not None:
+                by_value = self.spread[(template, key)]
+                by_value[value] = by_value.get(value, 0) + delta
 
     def replaces(self, a: str, b: str) -> bool:
         """Whether ``a`` displaces ``b``: a circular Replaces pair is ignored for both."""

@@ -26,6 +26,8 @@ class Rule(StrEnum):
     MACHINE_METADATA = "MachineMetadata"
     MACHINE_OF = "MachineOf"
     CONFLICTS = "Conflicts"
+    SPREAD_BY = "SpreadBy"
+    MAX_PER_MACHINE = "MaxPerMachine"
     REPLACES = "Replaces"
 
     @property
@@ -43,6 +45,7 @@ class Reason(StrEnum):
     PLACED_LEAST_LOADED = "placed on the least-loaded machine that satisfies its requirements"
     PLACED_MACHINE_ID = "placed on the machine its MachineID names"
     PLACED_MACHINE_OF = "placed with the units it follows (MachineOf)"
+    PLACED_SPREAD = "placed where SpreadBy keeps its template's instances even"
 
     # Unschedulings
     DESIRED_INACTIVE = "unscheduled: its desired state is inactive"

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from fleet.core.globs import glob_match
-from fleet.core.names import expand_specifiers, validate_unit_name
+from fleet.core.names import expand_specifiers, template_of, validate_unit_name
 from fleet.core.unitfile import UnitFile
 from fleet.errors import InvalidRequirements
 
@@ -48,6 +48,8 @@ class Requirements:
     conflicts: tuple[str, ...] = ()  # globs (fleet's path.Match syntax)
     replaces: tuple[str, ...] = ()  # globs
     is_global: bool = False
+    max_per_machine: int | None = None  # at most this many instances of its template per machine
+    spread_by: str | None = None  # a machine metadata key its template's instances spread over
     warnings: tuple[str, ...] = ()  # e.g. unknown [X-Fleet] keys
 
 
@@ -63,6 +65,8 @@ _ALIASES: dict[str, tuple[str, ...]] = {
     "Conflicts": ("Conflicts", "X-Conflicts"),
     "Replaces": ("Replaces",),
     "Global": ("Global",),
+    "MaxPerMachine": ("MaxPerMachine",),
+    "SpreadBy": ("SpreadBy",),
 }
 _CANONICAL: dict[str, str] = {
     alias: name for name, aliases in _ALIASES.items() for alias in aliases
@@ -83,7 +87,12 @@ _FORBIDDEN: tuple[tuple[str, str], ...] = (
     ("Global", "MachineOf"),
     ("Global", "Replaces"),
     ("Conflicts", "Replaces"),
+    ("Global", "MaxPerMachine"),
+    ("Global", "SpreadBy"),
 )
+# The options about a template's instances, and the one value each takes.
+_TEMPLATE_OPTIONS = ("MaxPerMachine", "SpreadBy")
+_SPREAD_KEY = re.compile(r"[^=!<>\s\"]+")
 
 
 def split_metadata_terms(line: str) -> list[str]:
@@ -136,6 +145,7 @@ def parse_requirements(unit_name: str, unit: UnitFile) -> Requirements:
     conflicts: list[str] = []
     replaces: list[str] = []
     is_global = False
+    single: dict[str, list[str]] = {option: [] for option in _TEMPLATE_OPTIONS}
     warnings: list[str] = []
     for option in unit.options:
         if option.section != SECTION:
@@ -160,6 +170,8 @@ def parse_requirements(unit_name: str, unit: UnitFile) -> Requirements:
             conflicts.extend(value.split())
         elif canonical == "Replaces":
             replaces.extend(value.split())
+        elif canonical in single:
+            single[canonical].append(value)
         else:  # Global: the last value wins
             is_global = is_truthy(value)
 
@@ -170,10 +182,46 @@ def parse_requirements(unit_name: str, unit: UnitFile) -> Requirements:
         conflicts=tuple(conflicts),
         replaces=tuple(replaces),
         is_global=is_global,
+        max_per_machine=_max_per_machine(single["MaxPerMachine"]),
+        spread_by=_spread_by(single["SpreadBy"]),
         warnings=tuple(warnings),
     )
     _check(unit_name, requirements)
     return requirements
+
+
+def _one_value(option: str, values: list[str]) -> str | None:
+    if len(values) > 1:
+        raise InvalidRequirements(f"[X-Fleet] {option} is given {len(values)} times; give it once")
+    return values[0] if values else None
+
+
+def _max_per_machine(values: list[str]) -> int | None:
+    value = _one_value("MaxPerMachine", values)
+    if value is None:
+        return None
+    if not (value.isascii() and value.isdigit()) or int(value) < 1:
+        raise InvalidRequirements(
+            f'[X-Fleet] MaxPerMachine must be a positive whole number, not "{value}"'
+        )
+    return int(value)
+
+
+def _spread_by(values: list[str]) -> str | None:
+    value = _one_value("SpreadBy", values)
+    if value is None:
+        return None
+    if not _SPREAD_KEY.fullmatch(value):
+        raise InvalidRequirements(
+            f'[X-Fleet] SpreadBy must be one machine metadata key (such as "zone"), not "{value}"'
+        )
+    return value
+
+
+def _template_options(req: Requirements) -> tuple[str, ...]:
+    """The options of ``req`` that only a template instance can honour."""
+    present = (req.max_per_machine is not None, req.spread_by is not None)
+    return tuple(o for o, on in zip(_TEMPLATE_OPTIONS, present, strict=True) if on)
 
 
 def _check(unit_name: str, req: Requirements) -> None:
@@ -193,10 +241,18 @@ def _check(unit_name: str, req: Requirements) -> None:
         "Conflicts": bool(req.conflicts),
         "Replaces": bool(req.replaces),
         "Global": req.is_global,
+        "MaxPerMachine": req.max_per_machine is not None,
+        "SpreadBy": req.spread_by is not None,
     }
     for first, second in _FORBIDDEN:
         if present[first] and present[second]:
             raise InvalidRequirements(f"[X-Fleet] {first} cannot be combined with {second}")
+    options = _template_options(req)
+    if options and template_of(unit_name) is None:
+        raise InvalidRequirements(
+            f"[X-Fleet] {options[0]} only applies to instances of a template "
+            f'(name@instance.service), not to "{unit_name}"'
+        )
 
 
 def validate_unit(name: str, unit: UnitFile) -> Requirements:

@@ -7,7 +7,9 @@ decision and, for a unit that fits nowhere, one
 :class:`~fleet.core.explain.Rejection` per machine naming the ``[X-Fleet]`` rule
 that ruled it out. Placement is fleet's: the least-loaded machine (fewest units,
 ties by machine id) that passes the checkers of :mod:`fleet.core.checks`, asked
-only about the candidates :mod:`fleet.core.candidates` yields. This module holds
+only about the candidates :mod:`fleet.core.candidates` yields; a ``SpreadBy``
+instance first picks the value of its key holding the fewest instances of its
+template. This module holds
 the public records and the planner's two steps; ``docs/scheduling.md`` describes
 every rule. The words live in :mod:`fleet.core.explain`.
 """
@@ -361,6 +363,12 @@ class _Planner:
                 if not where:
                     return None
             return candidates.first_fit(where or (), fits)
+        key = req.spread_by
+        if key is not None and unit.name in occ.template_of:
+            # The value holding the fewest instances of the template that has a machine
+            # passing every rule; already placed instances stay where they are.
+            held = occ.spread_counts(occ.template_of[unit.name], key)
+            return candidates.spread(fits, req.metadata, key, held)
         return candidates.least_loaded(fits, req.metadata)
 
     def _rejections(self, unit: SchedUnit) -> tuple[Rejection, ...]:
@@ -388,6 +396,9 @@ class _Planner:
             reason = Reason.PLACED_MACHINE_ID
         elif occ.peers[name]:
             reason = Reason.PLACED_MACHINE_OF
+        elif req.spread_by is not None and name in occ.template_of:
+            reason = Reason.PLACED_SPREAD
+            detail = f"{self._spread_detail(name, req.spread_by, mid)}; {detail}"
         else:
             reason = Reason.PLACED_LEAST_LOADED
         for other in displaced:
@@ -397,3 +408,12 @@ class _Planner:
         candidates.set_load(mid, +1)
         self.placements[name] = Placement(name, mid, reason, detail)
         return moved
+
+    def _spread_detail(self, name: str, key: str, mid: str) -> str:
+        """How many instances the chosen value held, before ``name`` joins them."""
+        template = self.occ.template_of[name]
+        held = self.occ.spread_counts(template, key)
+        total = sum(held.values())
+        value = self.machines[mid].metadata[key]
+        of = f"{total} {plural(total, 'instance')} of {template}"
+        return f"{key}={value} held {held.get(value, 0)} of {of}"

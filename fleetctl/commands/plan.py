@@ -51,6 +51,7 @@ def decide(
 ) -> list[Outcome]:
     """Pure: the outcome for every wanted unit, given the cluster as listed."""
     from fleet.core.model import DesiredState
+    from fleet.core.reasons import Reason
     from fleet.core.requirements import parse_requirements
     from fleet.core.scheduler import SchedUnit, Snapshot, explain, global_units_for, plan
 
@@ -79,7 +80,10 @@ def decide(
         elif name in result.unplaceable:
             outcomes.append(Outcome(name, (), explain(name, result.unplaceable[name])))
         elif name in placed:
-            outcomes.append(Outcome(name, (after[name],), placed[name].reason.text()))
+            p = placed[name]
+            # A spread placement says which value it chose and what that value held.
+            why = p.reason.text(p.detail) if p.reason is Reason.PLACED_SPREAD else p.reason.text()
+            outcomes.append(Outcome(name, (after[name],), why))
         else:
             outcomes.append(Outcome(name, (after[name],), "already scheduled there"))
     return outcomes

@@ -17,7 +17,9 @@ from fleet.core.checks import (
     check_machine_id,
     check_machine_metadata,
     check_machine_of,
+    check_max_per_machine,
     check_replaces,
+    check_spread_by,
     first_rejection,
     globals_by_machine,
 )
@@ -31,19 +33,24 @@ from tests.core.test_checks import (
     MACHINE_ID,
     MACHINE_METADATA,
     MACHINE_OF,
+    MAX_PER_MACHINE,
     REPLACES,
+    SPREAD_BY,
     Case,
     md,
     occupancy,
     unit,
 )
 from tests.core.test_scheduler_properties import snapshots
+from tests.core.test_spread_properties import snapshots as spread_snapshots
 
 TABLES: tuple[tuple[Checker, tuple[Case, ...]], ...] = (
     (check_machine_id, MACHINE_ID),
     (check_machine_metadata, MACHINE_METADATA),
     (check_machine_of, MACHINE_OF),
     (check_conflicts, CONFLICTS),
+    (check_spread_by, SPREAD_BY),
+    (check_max_per_machine, MAX_PER_MACHINE),
     (check_replaces, REPLACES),
 )
 
@@ -82,6 +89,9 @@ def names(stack: Iterable[Checker]) -> list[str]:
         (unit("a.service", machine_of=("b.service",)), [], ["machine_of"], None),
         (unit("a.service", conflicts=("b.*",)), [], ["conflicts"], None),
         (unit("a.service", replaces=("b.*",)), [], [], ["replaces"]),
+        (unit("w@1.service", spread_by="az"), [], ["spread_by"], None),
+        (unit("w@1.service", max_per_machine=1), [], ["max_per_machine"], None),
+        (unit("w@1.service"), [unit("w@2.service", max_per_machine=1, spread_by="az")], [], []),
         (unit("a.service"), [unit("b.service", conflicts=("x",))], ["conflicts"], None),
         (unit("a.service"), [unit("b.service", replaces=("x",))], [], ["replaces"]),
         (
@@ -98,6 +108,9 @@ def names(stack: Iterable[Checker]) -> list[str]:
         "machine-of",
         "own-conflicts",
         "own-replaces",
+        "spread-by",
+        "max-per-machine",
+        "another-instance-has-both",
         "another-unit-has-conflicts",
         "another-unit-has-replaces",
         "several",
@@ -115,7 +128,7 @@ def test_stacks_leave_out_checkers_that_cannot_reject(
 
 
 @settings(max_examples=300, deadline=None)
-@given(snapshots(with_replaces=True))
+@given(snapshots(with_replaces=True) | spread_snapshots())
 def test_pruned_stacks_reject_exactly_as_the_full_ones(s: Snapshot) -> None:
     """Leaving checkers out never changes a verdict, whatever the occupancy."""
     units = dict(sorted(s.units.items()))

@@ -15,7 +15,9 @@ from fleet.core.checks import (
     check_machine_id,
     check_machine_metadata,
     check_machine_of,
+    check_max_per_machine,
     check_replaces,
+    check_spread_by,
     globals_by_machine,
 )
 from fleet.core.model import DesiredState, Machine
@@ -270,6 +272,101 @@ CONFLICTS = (
 @table(*CONFLICTS)
 def test_conflicts(case: Case) -> None:
     assert judge(check_conflicts, case) == case.expected
+
+
+# -- SpreadBy ---------------------------------------------------------------------------------
+
+SPREAD_BY = (
+    Case("unset", unit("w@1.service"), None),
+    Case("machine-has-the-key", unit("w@1.service", spread_by="az"), None),
+    Case(
+        "machine-lacks-the-key",
+        unit("w@1.service", spread_by="rack"),
+        (Rule.SPREAD_BY, "has no metadata rack (SpreadBy=rack)"),
+    ),
+    Case(
+        "instances-here-do-not-matter",  # evenness is the planner's choice, not a rule
+        unit("w@1.service", spread_by="az"),
+        None,
+        others=(unit("w@2.service", spread_by="az"), unit("w@3.service")),
+        on={"w@2.service": M0, "w@3.service": M0},
+    ),
+)
+
+
+@table(*SPREAD_BY)
+def test_spread_by(case: Case) -> None:
+    assert judge(check_spread_by, case) == case.expected
+
+
+# -- MaxPerMachine ----------------------------------------------------------------------------
+
+W2, W3 = unit("w@2.service"), unit("w@3.service")
+
+MAX_PER_MACHINE = (
+    Case("unset", unit("w@1.service"), None, others=(W2,), on={"w@2.service": M0}),
+    Case(
+        "room-left",
+        unit("w@1.service", max_per_machine=2),
+        None,
+        others=(W2,),
+        on={"w@2.service": M0},
+    ),
+    Case(
+        "full",
+        unit("w@1.service", max_per_machine=1),
+        (Rule.MAX_PER_MACHINE, "holds 1 instance of w@.service already (MaxPerMachine=1)"),
+        others=(W2,),
+        on={"w@2.service": M0},
+    ),
+    Case(
+        "every-instance-counts-whatever-its-options",
+        unit("w@1.service", max_per_machine=2),
+        (Rule.MAX_PER_MACHINE, "holds 2 instances of w@.service already (MaxPerMachine=2)"),
+        others=(W2, unit("w@3.service", max_per_machine=5)),
+        on={"w@2.service": M0, "w@3.service": M0},
+    ),
+    Case(
+        "instances-elsewhere-do-not-count",
+        unit("w@1.service", max_per_machine=1),
+        None,
+        others=(W2, W3),
+        on={"w@2.service": M1, "w@3.service": M1},
+    ),
+    Case(
+        "other-templates-do-not-count",
+        unit("w@1.service", max_per_machine=1),
+        None,
+        others=(unit("v@1.service"), unit("w.service"), unit("w@1.socket")),
+        on={"v@1.service": M0, "w.service": M0, "w@1.socket": M0},
+    ),
+    Case(
+        "only-claimed-instances-do-not-count",  # admitted later in name order: they move
+        unit("w@1.service", max_per_machine=1),
+        None,
+        others=(W2,),
+        claimed={"w@2.service": M0},
+    ),
+    Case(
+        "it-does-not-count-itself",
+        unit("w@1.service", max_per_machine=2),
+        None,
+        others=(W2,),
+        on={"w@1.service": M0, "w@2.service": M0},
+    ),
+    Case(
+        "a-limit-of-another-instance-does-not-apply",
+        unit("w@1.service"),
+        None,
+        others=(unit("w@2.service", max_per_machine=1),),
+        on={"w@2.service": M0},
+    ),
+)
+
+
+@table(*MAX_PER_MACHINE)
+def test_max_per_machine(case: Case) -> None:
+    assert judge(check_max_per_machine, case) == case.expected
 
 
 # -- Replaces ---------------------------------------------------------------------------------

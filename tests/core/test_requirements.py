@@ -201,11 +201,11 @@ def test_other_sections_are_ignored() -> None:
 
 
 def test_unknown_key_is_a_warning() -> None:
-    req = parse("MachineID=abc", "Bogus=1", "MaxPerMachine=2")
+    req = parse("MachineID=abc", "Bogus=1", "MaxPerRack=2")
     assert req.machine_id == "abc"
     assert req.warnings == (
         'unrecognized requirement in [X-Fleet] section: "Bogus"',
-        'unrecognized requirement in [X-Fleet] section: "MaxPerMachine"',
+        'unrecognized requirement in [X-Fleet] section: "MaxPerRack"',
     )
 
 
@@ -306,6 +306,110 @@ def test_allowed_combinations(lines: list[str]) -> None:
     parse(*lines)
 
 
+@pytest.mark.parametrize(
+    ("name", "lines", "expected"),
+    [
+        pytest.param(
+            "web@1.service", ["MaxPerMachine=2"], Requirements(max_per_machine=2), id="max"
+        ),
+        pytest.param(
+            "web@1.service", ["SpreadBy=zone"], Requirements(spread_by="zone"), id="spread"
+        ),
+        pytest.param(
+            "web@1.service",
+            ["MaxPerMachine=1", "SpreadBy=zone", "MachineMetadata=zone!=c"],
+            Requirements(max_per_machine=1, spread_by="zone", metadata=(M("zone", NE, "c"),)),
+            id="both-with-metadata",
+        ),
+        pytest.param(
+            "web@.service", ["MaxPerMachine=3"], Requirements(max_per_machine=3), id="template"
+        ),
+        pytest.param(
+            "web@a.socket", ["SpreadBy=%p"], Requirements(spread_by="web"), id="specifier"
+        ),
+        pytest.param(
+            "web@1.service", ["MaxPerMachine=010"], Requirements(max_per_machine=10), id="zeros"
+        ),
+        pytest.param(
+            "web@1.service",
+            ["MachineID=abc", "MaxPerMachine=1", "SpreadBy=zone"],
+            Requirements(machine_id="abc", max_per_machine=1, spread_by="zone"),
+            id="with-machine-id",
+        ),
+    ],
+)
+def test_template_options(name: str, lines: list[str], expected: Requirements) -> None:
+    assert parse(*lines, name=name) == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "lines", "message"),
+    [
+        pytest.param(
+            "web.service",
+            ["MaxPerMachine=1"],
+            "[X-Fleet] MaxPerMachine only applies to instances of a template "
+            '(name@instance.service), not to "web.service"',
+            id="max-on-a-plain-unit",
+        ),
+        pytest.param(
+            "web.service",
+            ["SpreadBy=zone"],
+            "[X-Fleet] SpreadBy only applies to instances of a template "
+            '(name@instance.service), not to "web.service"',
+            id="spread-on-a-plain-unit",
+        ),
+        *(
+            pytest.param(
+                "web@1.service",
+                [f"MaxPerMachine={v}"],
+                f'[X-Fleet] MaxPerMachine must be a positive whole number, not "{v}"',
+                id=f"max-{v or 'empty'}",
+            )
+            for v in ("0", "-1", "x", "1 2", "", "+1", "1.5", "\u0663")
+        ),
+        pytest.param(
+            "web@1.service",
+            ["MaxPerMachine=1", "MaxPerMachine=2"],
+            "[X-Fleet] MaxPerMachine is given 2 times; give it once",
+            id="max-twice",
+        ),
+        *(
+            pytest.param(
+                "web@1.service",
+                [f"SpreadBy={v}"],
+                f'[X-Fleet] SpreadBy must be one machine metadata key (such as "zone"), not "{v}"',
+                id=f"spread-{v or 'empty'}",
+            )
+            for v in ("zone rack", "zone=a", "", "a<b", '"zone"')
+        ),
+        pytest.param(
+            "web@1.service",
+            ["SpreadBy=zone", "SpreadBy=rack"],
+            "[X-Fleet] SpreadBy is given 2 times; give it once",
+            id="spread-twice",
+        ),
+        pytest.param(
+            "web@1.service",
+            ["Global=true", "MaxPerMachine=1"],
+            "[X-Fleet] Global cannot be combined with MaxPerMachine",
+            id="global-max",
+        ),
+        pytest.param(
+            "web@1.service",
+            ["Global=true", "SpreadBy=zone"],
+            "[X-Fleet] Global cannot be combined with SpreadBy",
+            id="global-spread",
+        ),
+    ],
+)
+def test_template_options_refused(name: str, lines: list[str], message: str) -> None:
+    with pytest.raises(InvalidRequirements) as info:
+        parse(*lines, name=name)
+    assert str(info.value) == message
+    assert "\n" not in message
+
+
 def test_validate_unit() -> None:
     unit = fleet_unit("MachineMetadata=hostname=%i")
     assert validate_unit("m@h1.service", unit).metadata == (M("hostname", EQ, "h1"),)
@@ -400,11 +504,27 @@ _lines = st.tuples(
             "X-Conflicts",
             "Replaces",
             "Global",
+            "MaxPerMachine",
+            "SpreadBy",
             "Unknown",
         ]
     ),
     st.sampled_from(
-        ["", "a", "true", "no", "x.service", "x*", "*", "hello.service", "%n", "%p@*", "a=b"]
+        [
+            "",
+            "a",
+            "true",
+            "no",
+            "x.service",
+            "x*",
+            "*",
+            "hello.service",
+            "%n",
+            "%p@*",
+            "a=b",
+            "0",
+            "2",
+        ]
     ),
 ).map(lambda kv: f"{kv[0]}={kv[1]}")
 
@@ -424,3 +544,7 @@ def test_every_error_names_an_option(lines: list[str], name: str) -> None:
         assert not (req.is_global and (req.machine_of or req.replaces))
         assert not (req.conflicts and req.replaces)
         assert name not in req.machine_of
+        if req.max_per_machine is not None or req.spread_by is not None:
+            assert "@" in name
+            assert not req.is_global
+        assert req.max_per_machine is None or req.max_per_machine >= 1

@@ -562,3 +562,140 @@ def test_reason_texts() -> None:
     )
     assert Reason.DESIRED_INACTIVE.text() == "unscheduled: its desired state is inactive"
     assert str(Rule.MACHINE_OF) == "MachineOf"
+
+
+# -- MaxPerMachine and SpreadBy (B15) ---------------------------------------------------------
+
+
+def web(i: int, **req: object) -> SchedUnit:
+    return unit(f"web@{i}.service", LAUNCHED, **req)
+
+
+def test_max_per_machine_puts_one_instance_per_machine_and_explains_the_rest() -> None:
+    units = [web(i, max_per_machine=1) for i in range(1, 5)]
+    p, result = run(snap(units, machines(M0, M1, M2)))
+    assert sorted(result) == ["web@1.service", "web@2.service", "web@3.service"]
+    assert sorted(result.values()) == [M0, M1, M2]
+    detail = "holds 1 instance of web@.service already (MaxPerMachine=1)"
+    assert p.unplaceable == {
+        "web@4.service": tuple(Rejection(m, Rule.MAX_PER_MACHINE, detail) for m in (M0, M1, M2))
+    }
+    assert explain("web@4.service", p.unplaceable["web@4.service"]) == (
+        "web@4.service cannot be placed on any of the 3 machines. MaxPerMachine: holds 1 "
+        "instance of web@.service already (MaxPerMachine=1) [on 0a0a0a0a, 1b1b1b1b and 2c2c2c2c]."
+    )
+
+
+def test_max_per_machine_counts_every_instance_of_the_template() -> None:
+    # web@1 sets no limit but counts for web@2; v@1 is another template and does not.
+    units = [web(1), web(2, max_per_machine=1), unit("v@1.service"), unit("x.service")]
+    ms = machines(M0, M1)
+    _, result = run(snap(units, ms, {"web@1.service": M0, "x.service": M1}))
+    assert result["web@2.service"] == M1
+    _, result = run(snap(units, ms, {"web@1.service": M0, "v@1.service": M0, "x.service": M1}))
+    assert result["web@2.service"] == M1
+
+
+def test_lowered_max_per_machine_moves_the_later_names_away() -> None:
+    units = [web(i, max_per_machine=2) for i in range(1, 4)]
+    schedule = dict.fromkeys((u.name for u in units), M0)
+    p, result = run(snap(units, machines(M0, M1), schedule))
+    assert [(u.name, u.machine_id, u.reason, u.detail) for u in p.unschedule] == [
+        (
+            "web@3.service",
+            M0,
+            Reason.RULES_BROKEN,
+            "MaxPerMachine: holds 2 instances of web@.service already (MaxPerMachine=2)",
+        )
+    ]
+    assert result == {"web@1.service": M0, "web@2.service": M0, "web@3.service": M1}
+
+
+ZONES = machines(M0, M1, M2, M3, **{M0: {"zone": "a"}, M1: {"zone": "a"}, M2: {"zone": "b"}})
+
+
+def test_spread_by_keeps_zones_even_and_skips_machines_without_the_key() -> None:
+    units = [web(i, spread_by="zone") for i in range(1, 5)]
+    p, result = run(snap(units, ZONES))
+    # a (ties: value order), b, then a again on its other machine, then b: 2 per zone.
+    assert result == {
+        "web@1.service": M0,
+        "web@2.service": M2,
+        "web@3.service": M1,
+        "web@4.service": M2,
+    }
+    assert {x.reason for x in p.place} == {Reason.PLACED_SPREAD}
+    assert [x.detail for x in p.place] == [
+        "zone=a held 0 of 0 instances of web@.service; the machine held 0 units",
+        "zone=b held 0 of 1 instance of web@.service; the machine held 0 units",
+        "zone=a held 1 of 2 instances of web@.service; the machine held 0 units",
+        "zone=b held 1 of 3 instances of web@.service; the machine held 1 unit",
+    ]
+    assert str(p.place[1]) == (
+        "web@2.service -> 2c2c2c2c: placed where SpreadBy keeps its template's instances even "
+        "(zone=b held 0 of 1 instance of web@.service; the machine held 0 units)"
+    )
+
+
+def test_spread_by_counts_instances_placed_without_it_and_does_not_rebalance() -> None:
+    units = [web(1), web(2), web(3, spread_by="zone"), web(4, spread_by="zone")]
+    p, result = run(snap(units, ZONES, {"web@1.service": M0, "web@2.service": M1}))
+    assert p.unschedule == ()  # zone a keeps its two instances
+    assert result["web@3.service"] == M2
+    assert result["web@4.service"] == M2  # b has 1, a has 2: b again
+
+
+def test_spread_by_without_the_key_anywhere_is_unplaceable() -> None:
+    p, result = run(snap([web(1, spread_by="rack")], ZONES))
+    assert result == {}
+    assert {r.rule for r in p.unplaceable["web@1.service"]} == {Rule.SPREAD_BY}
+    assert p.unplaceable["web@1.service"][0].detail == "has no metadata rack (SpreadBy=rack)"
+
+
+def test_spread_by_honours_the_other_rules() -> None:
+    ms = machines(
+        M0,
+        M1,
+        M2,
+        M3,
+        **{M0: {"zone": "a"}, M1: {"zone": "b"}, M2: {"zone": "b"}, M3: {"zone": "c"}},
+    )
+    # MachineMetadata rules zone c out; MaxPerMachine=1 leaves zone a one instance only.
+    units = [
+        web(i, spread_by="zone", max_per_machine=1, metadata=(md("zone", "!=", "c"),))
+        for i in range(1, 5)
+    ]
+    p, result = run(snap(units, ms))
+    assert sorted(result.values()) == [M0, M1, M2]
+    assert result["web@1.service"] == M0
+    assert sorted(p.unplaceable) == ["web@4.service"]
+    assert [r.rule for r in p.unplaceable["web@4.service"]] == [
+        Rule.MAX_PER_MACHINE,
+        Rule.MAX_PER_MACHINE,
+        Rule.MAX_PER_MACHINE,
+        Rule.MACHINE_METADATA,
+    ]
+
+
+def test_spread_by_with_an_or_group_on_its_own_key() -> None:
+    ms = machines(M0, M1, M2, **{M0: {"zone": "a"}, M1: {"zone": "b"}, M2: {"zone": "c"}})
+    units = [
+        web(i, spread_by="zone", metadata=(md("zone", "=", "b"), md("zone", "=", "c")))
+        for i in range(1, 5)
+    ]
+    _, result = run(snap(units, ms))
+    assert [result[f"web@{i}.service"] for i in range(1, 5)] == [M1, M2, M1, M2]
+
+
+def test_machine_id_and_machine_of_choose_the_machine_before_spread_by() -> None:
+    units = [
+        web(1, spread_by="zone", machine_id=M1),
+        unit("t.service", machine_id=M1),
+        web(2, spread_by="zone", machine_of=("t.service",)),
+    ]
+    p, result = run(snap(units, ZONES))
+    assert result == {"web@1.service": M1, "t.service": M1, "web@2.service": M1}
+    assert [x.reason for x in p.place if x.name.startswith("web")] == [
+        Reason.PLACED_MACHINE_ID,
+        Reason.PLACED_MACHINE_OF,
+    ]

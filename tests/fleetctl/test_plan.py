@@ -87,3 +87,27 @@ def test_decide_counts_conflicts_with_running_units() -> None:
     [outcome] = decide(infos, [M1, M2], {wanted.name: wanted})
     assert outcome.machines == ()
     assert "Conflicts" in outcome.reason
+
+
+def test_decide_says_how_spread_by_chose() -> None:
+    zone_a = Machine("a" * 32, "10.0.0.1", {"zone": "a"})
+    zone_b = Machine("b" * 32, "10.0.0.2", {"zone": "b"})
+    spread = "[X-Fleet]\nSpreadBy=zone\nMaxPerMachine=1\n"
+    infos = [running("web@1.service", zone_a, spread), running("web@2.service", zone_b, spread)]
+    wanted = {n: started(n, spread) for n in ("web@3.service", "web@4.service")}
+    zone_c = Machine("c" * 32, "10.0.0.3", {"zone": "c"})
+    assert decide(infos, [zone_a, zone_b, zone_c], wanted) == [
+        Outcome(
+            "web@3.service",
+            (zone_c.id,),
+            "placed where SpreadBy keeps its template's instances even "
+            "(zone=c held 0 of 2 instances of web@.service; the machine held 0 units)",
+        ),
+        Outcome(
+            "web@4.service",
+            (),
+            "web@4.service cannot be placed on any of the 3 machines. MaxPerMachine: holds 1 "
+            "instance of web@.service already (MaxPerMachine=1) [on aaaaaaaa, bbbbbbbb and "
+            "cccccccc].",
+        ),
+    ]
