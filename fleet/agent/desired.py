@@ -32,6 +32,9 @@ class DesiredReader:
         schedule = await self.store.machine_schedule(machine_id)
         globals_ = await self.store.list_global_units()
         view = self.machine.overlaid(await self.store.machine_metadata(machine_id))
+        _, drain, _ = await self.store.get_maintenance(machine_id)
+        if drain is not None and drain.include_global:
+            globals_ = {}  # drained with --include-global: no global unit runs here
         reqs: dict[str, Requirements] = {}
         for name, job in globals_.items():
             found = await self._global_requirements(name, job.hash)

@@ -19,7 +19,12 @@ log = logging.getLogger(__name__)
 
 def agent_scopes(machine_id: str) -> tuple[Scope, ...]:
     """What the agent of ``machine_id`` watches."""
-    return (Scope.schedule_of(machine_id), Scope(Topic.GLOBALS), Scope.metadata_of(machine_id))
+    return (
+        Scope.schedule_of(machine_id),
+        Scope(Topic.GLOBALS),
+        Scope.metadata_of(machine_id),
+        Scope(Topic.MAINTENANCE, machine_id),  # a drain --include-global stops globals
+    )
 
 
 async def wake_on_changes(

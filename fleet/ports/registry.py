@@ -201,6 +201,12 @@ class AgentStore(Protocol):
     async def machine_metadata(self, machine_id: str) -> dict[str, str | None]:
         """This machine's dynamic metadata (None: a tombstone hiding the key)."""
 
+    async def get_maintenance(
+        self, machine_id: str
+    ) -> tuple[Cordon | None, DrainRequest | None, DrainStatus | None]:
+        """This machine's cordon and drain (a drain with ``include_global`` stops
+        its global units)."""
+
     async def list_global_units(self) -> dict[str, Job]:
         """Every global unit."""
 
