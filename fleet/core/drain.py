@@ -6,11 +6,12 @@ that is not finished, with the pass's :class:`~fleet.core.scheduler.Snapshot`
 the units in flight, and the time. A step
 
 * follows every unit in flight: still on the drained machine (its eviction is
-  repeated until the engine's write lands), waiting for a machine, or placed on
-  a new one, where it is **healthy** once that machine reports it running (or
-  loaded, for a unit only loaded) and the drained machine no longer runs it,
-  continuously for the request's ``min_healthy`` seconds; a failed launch there
-  marks it failed;
+  repeated until the engine's write lands), **held** off every machine while the
+  drained machine still runs it (so it never runs twice: the old copy stops
+  before the new one starts), waiting for a machine, or placed on a new one,
+  where it is **healthy** once that machine reports it running (or loaded, for a
+  unit only loaded), continuously for the request's ``min_healthy`` seconds; a
+  failed launch there marks it failed;
 * then, unless the drain is paused or out of time, starts moving more units, up
   to ``max_parallel`` in flight: the units of a machine move in MachineOf groups
   (a unit and the units that follow it go together; a group larger than
@@ -51,16 +52,16 @@ Planner = Callable[[Snapshot], Plan]
 @dataclass
 class DrainPass:
     """One engine pass as the drains see it: its ``snapshot``, the ``states`` of the
-    units in flight, the wall-clock time ``now`` and the ``planner``; and what the
-    pass must do for them: ``evict`` into its snapshot (and ``plan``, already made
-    with exactly that ``evict``, when a step planned it)."""
+    units in flight, the wall-clock time ``now`` and the ``planner`` (for trial
+    plans); and what the pass must do for them: ``evict`` and ``hold`` into its
+    snapshot."""
 
     snapshot: Snapshot
     states: Mapping[str, Sequence[UnitState]]
     now: float
     planner: Planner
     evict: dict[str, str] = field(default_factory=dict)
-    plan: Plan | None = None
+    hold: set[str] = field(default_factory=set)
 
 
 def drain_groups(machine_id: str, snapshot: Snapshot) -> list[list[str]]:
@@ -137,12 +138,15 @@ class DrainTracker:
                 continue
             where = snapshot.schedule.get(name)
             if where == mid:
-                if result.evict.get(name) != mid:
-                    result.evict[name] = mid  # the eviction has not landed yet
-                    result.plan = None  # a plan made before this eviction is stale
+                result.evict[name] = mid  # the eviction has not landed yet
+                result.hold.add(name)
                 continue
             if where is None:
-                units[name] = UnitMove(MoveState.MOVING, "", "waiting for a machine")
+                if _runs_on(mid, states.get(name, ())):
+                    result.hold.add(name)  # never two copies: the old one stops first
+                    units[name] = UnitMove(MoveState.MOVING, "", "stopping here")
+                else:
+                    units[name] = UnitMove(MoveState.MOVING, "", "waiting for a machine")
                 continue
             healthy, failure = _health(name, unit.desired, where, mid, states.get(name, ()))
             key = (mid, name)
@@ -186,9 +190,12 @@ class DrainTracker:
             trial = planner(replace(snapshot, evict=evict))
             placed = {p.name: p.machine_id for p in trial.place}
             if all(placed.get(n, mid) != mid for n in group):
-                result.evict, result.plan = evict, trial
+                # Evicted now, placed once stopped here (the trial's machine is only
+                # a forecast: the pass that places it chooses again).
+                result.evict = evict
+                result.hold.update(group)
                 for name in group:
-                    units[name] = UnitMove(MoveState.MOVING, placed[name], "stopping here")
+                    units[name] = UnitMove(MoveState.MOVING, "", "stopping here")
                     self._stuck_at.pop((mid, name), None)
                 in_flight += len(group)
                 continue
@@ -223,13 +230,21 @@ def _why_stuck(group: Sequence[str], placed: Mapping[str, str], mid: str, trial:
     return "nowhere to go"
 
 
+def _runs_on(mid: str, states: Sequence[UnitState]) -> bool:
+    """Whether ``mid`` still publishes the unit as running (or on its way up or down)."""
+    return any(
+        s.machine_id == mid
+        and s.active_state in ("active", "activating", "deactivating", "reloading")
+        for s in states
+    )
+
+
 def _health(
     name: str, desired: DesiredState, where: str, old: str, states: Sequence[UnitState]
 ) -> tuple[bool, str]:
     """(healthy, failure): ``where`` runs it as wanted and ``old`` no longer does."""
     new_state = next((s for s in states if s.machine_id == where), None)
-    old_state = next((s for s in states if s.machine_id == old), None)
-    stopped_there = old_state is None or old_state.active_state not in ("active", "deactivating")
+    stopped_there = not _runs_on(old, states)
     if new_state is None:
         return False, ""
     if desired is DesiredState.LOADED:

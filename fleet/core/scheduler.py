@@ -60,12 +60,14 @@ class SchedUnit:
 class Snapshot:
     """One consistent view of the cluster; ``schedule`` maps non-global unit -> machine id.
     ``evict`` maps a unit to the machine it must leave in this pass (a drain moving it;
-    its MachineOf followers go with it)."""
+    its MachineOf followers go with it); a unit in ``hold`` is not placed in this pass
+    (a drain waits for the old copy to stop before it starts the new one)."""
 
     units: Mapping[str, SchedUnit]
     machines: Mapping[str, Machine]
     schedule: Mapping[str, str] = field(default_factory=dict)
     evict: Mapping[str, str] = field(default_factory=dict)
+    hold: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +234,7 @@ class _Planner:
             if name not in occ.schedule
             and not u.is_global
             and u.desired is not DesiredState.INACTIVE
+            and name not in self.snapshot.hold
         ]
         queue = deque(self._targets_first(pending))
         # Displacing a unit frees room, so units that failed before a displacement get

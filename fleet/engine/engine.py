@@ -390,9 +390,9 @@ class Engine:
         step, statuses = self._drains.step(work, snapshot, states, self._clock.time(), self._plan)
         for machine_id, status in statuses.items():
             log.info("engine: drain of %s: %s (%s)", machine_id, status.phase, status.detail)
-        if not step.evict:
+        if not step.evict and not step.hold:
             return snapshot, None, statuses
-        return replace(snapshot, evict=step.evict), step.plan, statuses
+        return replace(snapshot, evict=step.evict, hold=frozenset(step.hold)), None, statuses
 
     async def _wait_store(self, leadership: Leadership) -> None:
         """Back off until etcd answers again (or leadership is lost)."""

@@ -187,7 +187,7 @@ def test_a_drain_finishes_when_the_engine_leaders_fleetd_is_killed(
         return out if "Drain: done" in out else None
 
     report = cluster.wait_for(drain_done, 120, what="the drain done under the new leader")
-    assert report.count(" moved ") == len(names), report
+    assert report.count("\tmoved\t") == len(names), report
     after_kill = cluster.systemctl(node, "show", "-p", "MainPID", "--value", "fleet.service")
     assert after_kill.stdout != before, "fleetd was not killed"
     after = active_units(cluster)
