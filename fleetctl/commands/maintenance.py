@@ -57,6 +57,10 @@ class Duration(click.ParamType):  # type: ignore[type-arg]
 DURATION = Duration()
 
 
+def _is_full_id(text: str) -> bool:
+    return len(text) == 32 and all(c in "0123456789abcdef" for c in text)
+
+
 async def _machine_id(client: FleetClient, prefix: str) -> str:
     from fleetctl.targets import LookupFailed, machine_by_prefix
 
@@ -90,7 +94,12 @@ def uncordon(app: App, machines: tuple[str, ...]) -> int:
         for prefix in machines:
             # A machine that has left the cluster can still be uncordoned by its full id.
             known = [m.id for m in await client.list_machines() if m.id.startswith(prefix)]
-            ids.append(known[0] if len(known) == 1 else await _machine_id(client, prefix))
+            if len(known) == 1:
+                ids.append(known[0])
+            elif not known and _is_full_id(prefix):
+                ids.append(prefix)
+            else:
+                ids.append(await _machine_id(client, prefix))
         code = 0
         for machine_id in ids:
             if await client.uncordon(machine_id):
