@@ -1,4 +1,8 @@
-"""A small cluster for engine tests: engines, simulated machines and units on one etcd."""
+"""A small cluster for engine tests: engines, simulated machines and units on one etcd.
+
+Also used by ``bench/drain.py``: :class:`SimulatedAgents` gives simulated machines
+a simulated agent each (the test and the benchmark share one definition).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from fleet.cluster.etcd import EtcdProcess
-from fleet.core.model import DesiredState, Machine
+from fleet.core.model import DesiredState, Machine, UnitState
 from fleet.core.requirements import parse_requirements
 from fleet.core.unitfile import UnitFile
 from fleet.engine import Engine
@@ -130,6 +134,64 @@ class SimulatedCluster:
         for registry in self._registries:
             await registry.close()
         await self.registry.close()
+
+
+class SimulatedAgents:
+    """Per simulated machine, a task mirroring its schedule into published states.
+
+    Each task reads its machine's schedule every ``poll`` seconds, withdraws the
+    states of units taken off it, and publishes, on the machine's lease, an
+    ``active`` state (a failed one for a name in ``failing``) for each unit new to
+    it, one at a time, ``delay`` seconds apiece (the time a start takes).
+    """
+
+    def __init__(self, cluster: SimulatedCluster, delay: float = 0.1, poll: float = 0.05) -> None:
+        self.cluster = cluster
+        self.delay = delay
+        self.poll = poll
+        self.failing: set[str] = set()
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    def start(self, *machine_ids: str) -> None:
+        for mid in machine_ids:
+            self._tasks[mid] = asyncio.create_task(self._mirror(mid), name=f"agent-{mid}")
+
+    async def _mirror(self, mid: str) -> None:
+        lease, registry = self.cluster.machine_leases[mid]
+        published: set[str] = set()
+        while True:
+            schedule = await registry.machine_schedule(mid)
+            for name in published - schedule.keys():
+                await registry.delete_unit_state(name, mid)
+            published &= schedule.keys()
+            for name, job in schedule.items():
+                if name in published:
+                    continue
+                await asyncio.sleep(self.delay)  # the time a start takes
+                failed = name in self.failing
+                state = UnitState(
+                    name,
+                    mid,
+                    "loaded",
+                    "failed" if failed else "active",
+                    "failed" if failed else "running",
+                    job.hash,
+                    DesiredState.LAUNCHED,
+                    result="exit-code" if failed else "success",
+                    start_result="failed" if failed else "done",
+                )
+                await registry.publish_unit_state(lease, state)
+                published.add(name)
+            await asyncio.sleep(self.poll)
+
+    async def stop(self, *machine_ids: str) -> None:
+        """Stop the agents of ``machine_ids`` (of every machine if none is named)."""
+        tasks = [self._tasks.pop(mid) for mid in machine_ids or list(self._tasks)]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 @contextlib.asynccontextmanager

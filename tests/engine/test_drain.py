@@ -19,65 +19,15 @@ import pytest
 from fleet import maintenance
 from fleet.cluster.etcd import EtcdProcess
 from fleet.core.maintenance import Cordon, DrainPhase, MoveState
-from fleet.core.model import DesiredState, UnitState
 from fleet.errors import InvalidInput, NotFound
 from fleet.maintenance import DrainOptions
 from tests.asyncsupport import async_test
-from tests.engine.harness import SimulatedCluster, simulated_cluster, wait_until
+from tests.engine.harness import SimulatedAgents, SimulatedCluster, simulated_cluster, wait_until
 
 M0, M1, M2 = ("a0" * 16, "b1" * 16, "c2" * 16)
 NOW = 1_000.0
 
 pytestmark = pytest.mark.etcd
-
-
-class SimulatedAgents:
-    """Per simulated machine, a task mirroring its schedule into published states."""
-
-    def __init__(self, cluster: SimulatedCluster, delay: float = 0.1) -> None:
-        self.cluster = cluster
-        self.delay = delay
-        self.failing: set[str] = set()
-        self._tasks: list[asyncio.Task[None]] = []
-
-    def start(self, *machine_ids: str) -> None:
-        for mid in machine_ids:
-            self._tasks.append(asyncio.create_task(self._mirror(mid)))
-
-    async def _mirror(self, mid: str) -> None:
-        lease, registry = self.cluster.machine_leases[mid]
-        published: set[str] = set()
-        while True:
-            schedule = await registry.machine_schedule(mid)
-            for name in published - schedule.keys():
-                await registry.delete_unit_state(name, mid)
-            published &= schedule.keys()
-            for name, job in schedule.items():
-                if name in published:
-                    continue
-                await asyncio.sleep(self.delay)  # the time a start takes
-                failed = name in self.failing
-                state = UnitState(
-                    name,
-                    mid,
-                    "loaded",
-                    "failed" if failed else "active",
-                    "failed" if failed else "running",
-                    job.hash,
-                    DesiredState.LAUNCHED,
-                    result="exit-code" if failed else "success",
-                    start_result="failed" if failed else "done",
-                )
-                await registry.publish_unit_state(lease, state)
-                published.add(name)
-            await asyncio.sleep(0.05)
-
-    async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
 
 @contextlib.asynccontextmanager
