@@ -73,6 +73,11 @@ def etcd_flags(endpoint: str, prefix: str) -> tuple[str, ...]:
     return ("--driver=etcd", f"--endpoint={endpoint}", f"--etcd-key-prefix={prefix}")
 
 
+def driver_flags(socket_path: str | Path, endpoint: str, prefix: str) -> dict[str, tuple[str, ...]]:
+    """fleetctl's flags for each driver: the API on ``socket_path``, etcd at ``endpoint``."""
+    return {"api": (f"--endpoint=unix://{socket_path}",), "etcd": etcd_flags(endpoint, prefix)}
+
+
 def one_line(text: str) -> str:
     lines = text.splitlines()
     assert len(lines) == 1, f"expected one line on stderr, got {lines!r}"

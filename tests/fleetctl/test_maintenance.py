@@ -15,22 +15,15 @@ import pytest
 from fleet.cluster.etcd import EtcdProcess
 from fleet.core.maintenance import DrainPhase, DrainStatus, MoveState, UnitMove
 from fleet.core.model import Machine
-from tests.api.support import Served, served_api
+from tests.api.support import served_api
 from tests.asyncsupport import async_test, eventually
-from tests.fleetctl.support import command, env, etcd_flags, one_line, run_async
+from tests.fleetctl.support import command, driver_flags, env, etcd_flags, one_line, run_async
 from tests.registry.support import dump
 
 M1 = "dd01" + "1" * 28
 M2 = "dd02" + "2" * 28
 
 pytestmark = pytest.mark.etcd
-
-
-def _flags(api: Served, etcd: EtcdProcess, prefix: str) -> dict[str, tuple[str, ...]]:
-    return {
-        "api": (f"--endpoint=unix://{api.socket_path}",),
-        "etcd": etcd_flags(etcd.endpoint, prefix),
-    }
 
 
 def test_cordon_drain_status_and_uncordon_agree_across_drivers(
@@ -41,7 +34,7 @@ def test_cordon_drain_status_and_uncordon_agree_across_drivers(
         async with served_api(etcd, etcd_prefix) as api:
             await api.registry.register_machine(Machine(M1, "10.0.0.1"), ttl=30)
             await api.registry.register_machine(Machine(M2, "10.0.0.2"), ttl=30)
-            for driver, flags in _flags(api, etcd, etcd_prefix).items():
+            for driver, flags in driver_flags(api.socket_path, etcd.endpoint, etcd_prefix).items():
                 done = await run_async(*flags, "cordon", "dd01", "--reason", "kernel 6.1")
                 assert (done.code, done.out, done.err) == (0, f"Cordoned machine {M1}\n", "")
                 listed = await run_async(*flags, "list-machines", "--fields", "machine,cordon")
@@ -106,7 +99,7 @@ def test_bad_input_is_one_line_and_writes_nothing(
             await api.registry.register_machine(Machine(M1, "10.0.0.1"), ttl=30)
             await api.registry.register_machine(Machine(M2, "10.0.0.2"), ttl=30)
             before = await dump(api.registry)
-            for driver, flags in _flags(api, etcd, etcd_prefix).items():
+            for driver, flags in driver_flags(api.socket_path, etcd.endpoint, etcd_prefix).items():
                 done = await run_async(*flags, *args)
                 assert done.code != 0, driver
                 assert message in one_line(done.err), driver

@@ -16,18 +16,11 @@ from fleet.core.unitfile import LINE_MAX
 from fleet.errors import InvalidInput
 from tests.api.support import Served, served_api
 from tests.asyncsupport import async_test
-from tests.fleetctl.support import etcd_flags, one_line, run_async
+from tests.fleetctl.support import driver_flags, one_line, run_async
 from tests.registry.support import dump
 
 M1 = "abc1" + "1" * 28
 M2 = "abc2" + "2" * 28
-
-
-def _flags(api: Served, etcd: EtcdProcess, prefix: str) -> dict[str, tuple[str, ...]]:
-    return {
-        "api": (f"--endpoint=unix://{api.socket_path}",),
-        "etcd": etcd_flags(etcd.endpoint, prefix),
-    }
 
 
 async def _metadata(api: Served) -> dict[str, dict[str, str]]:
@@ -41,7 +34,7 @@ def test_set_and_unset_by_prefix_agree_across_drivers(etcd: EtcdProcess, etcd_pr
         async with served_api(etcd, etcd_prefix) as api:
             await api.registry.register_machine(Machine(M1, "10.0.0.1", {"role": "x"}), ttl=30)
             await api.registry.register_machine(Machine(M2, "10.0.0.2"), ttl=30)
-            for driver, flags in _flags(api, etcd, etcd_prefix).items():
+            for driver, flags in driver_flags(api.socket_path, etcd.endpoint, etcd_prefix).items():
                 await api.registry.set_machine_metadata(M1, "role", "x")  # the last run hid it
                 done = await run_async(*flags, "set-metadata", "abc1", "disk=ssd", "az=b", "az=c")
                 assert (done.code, done.err) == (0, ""), driver
@@ -87,7 +80,7 @@ def test_bad_input_writes_nothing(
             await api.registry.register_machine(Machine(M1, "10.0.0.1"), ttl=30)
             await api.registry.register_machine(Machine(M2, "10.0.0.2"), ttl=30)
             before = await dump(api.registry)
-            for driver, flags in _flags(api, etcd, etcd_prefix).items():
+            for driver, flags in driver_flags(api.socket_path, etcd.endpoint, etcd_prefix).items():
                 done = await run_async(*flags, *args)
                 assert done.code == 1, driver
                 assert one_line(done.err).startswith(message), (driver, done.err)

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from tests.functional.cluster import Cluster, layout_for
+from tests.functional.unitviews import destroy_all
 
 _TIMINGS: list[tuple[str, dict[str, float]]] = []
 _slots = itertools.count(1)
@@ -37,6 +38,16 @@ def cluster() -> Iterator[Cluster]:
     finally:
         c.stop()
         _TIMINGS.append(("session cluster (3 machines)", c.timings))
+
+
+@pytest.fixture
+def fleet(cluster: Cluster) -> Iterator[Cluster]:
+    """The shared cluster, with no units before the test and none after it."""
+    destroy_all(cluster)
+    try:
+        yield cluster
+    finally:
+        destroy_all(cluster)
 
 
 @pytest.fixture

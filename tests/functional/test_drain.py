@@ -147,6 +147,10 @@ def test_a_drain_moves_units_a_few_at_a_time_and_leaves_pinned_and_global_ones(
     assert rows[drained] == "drain"  # the cordon's reason; the others are not cordoned
     assert {rows[m] for m in others} == {"-"}
 
+    # The cordon lives in etcd, not in fleetd: it survives a reboot of the machine.
+    cluster.restart(cluster.machines[0])
+    machines = cluster.fleetctl("list-machines", "--full", "--fields", "machine,cordon")
+    assert [drained, "drain"] in [line.split() for line in machines.stdout.splitlines()]
     # Nothing new lands on a cordoned machine, even a unit that can go nowhere else.
     (pin2,) = write_units(tmp_path, {"pinned2.service": f"MachineID={drained}"})
     late = cluster.fleetctl("start", "--block-attempts", "5", pin2, check=False)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,22 +19,13 @@ from fleet.core.model import DesiredState
 from fleet.core.unitfile import UnitFile
 from fleet.registry.etcd import EtcdRegistry
 from tests.functional.cluster import Cluster
-from tests.functional.unitviews import destroy_all, list_units, poll, unit_path
+from tests.functional.unitviews import list_units, poll, unit_path
 
 pytestmark = pytest.mark.functional
 
 # systemd's verdict comes within a second for these units; fleetctl then needs
 # one poll (0.25 s) and its own start-up.
 VERDICT_BUDGET = 5.0
-
-
-@pytest.fixture
-def fleet(cluster: Cluster) -> Iterator[Cluster]:
-    destroy_all(cluster)
-    try:
-        yield cluster
-    finally:
-        destroy_all(cluster)
 
 
 OUTCOMES = {

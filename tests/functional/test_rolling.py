@@ -10,14 +10,13 @@ rolling restart of template instances never has more than N of them down. And
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from fleet.core.unitfile import UnitFile
 from tests.functional.cluster import Cluster
-from tests.functional.unitviews import destroy_all, list_unit_files, list_units
+from tests.functional.unitviews import list_unit_files, list_units
 
 pytestmark = pytest.mark.functional
 
@@ -25,15 +24,6 @@ OLD = "[Service]\nExecStart=/bin/sleep 3000\n"
 BROKEN = "[Service]\nExecStart=/bin/false\n"
 WEB = [f"web@{i}.service" for i in range(1, 5)]
 FAST = ("--min-healthy-time", "1s", "--healthy-timeout", "20s")
-
-
-@pytest.fixture
-def fleet(cluster: Cluster) -> Iterator[Cluster]:
-    destroy_all(cluster)
-    try:
-        yield cluster
-    finally:
-        destroy_all(cluster)
 
 
 def hashes(cluster: Cluster) -> dict[str, str]:

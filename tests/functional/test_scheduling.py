@@ -12,7 +12,7 @@ Every placement fleet reports is also checked in the machine's own systemd.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -23,7 +23,6 @@ from tests.functional.unitviews import (
     active_count,
     active_units,
     assert_systemd_runs,
-    destroy_all,
     list_unit_files,
     list_units,
     poll,
@@ -37,14 +36,6 @@ from tests.functional.unitviews import (
 pytestmark = pytest.mark.functional
 
 ClusterFactory = Callable[..., Cluster]
-
-
-@pytest.fixture
-def fleet(cluster: Cluster) -> Iterator[Cluster]:
-    """The shared cluster, with no units before the test and none after it."""
-    destroy_all(cluster)
-    yield cluster
-    destroy_all(cluster)
 
 
 def single(placed: dict[str, list[str]]) -> dict[str, str]:

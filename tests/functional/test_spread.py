@@ -10,7 +10,7 @@ Every placement fleet reports is also checked in the machine's own systemd.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,7 +18,6 @@ import pytest
 from tests.functional.cluster import Cluster
 from tests.functional.unitviews import (
     assert_systemd_runs,
-    destroy_all,
     list_unit_files,
     wait_active,
 )
@@ -26,14 +25,6 @@ from tests.functional.unitviews import (
 pytestmark = pytest.mark.functional
 
 ClusterFactory = Callable[..., Cluster]
-
-
-@pytest.fixture
-def fleet(cluster: Cluster) -> Iterator[Cluster]:
-    """The shared cluster, with no units before the test and none after it."""
-    destroy_all(cluster)
-    yield cluster
-    destroy_all(cluster)
 
 
 def template(tmp_path: Path, x_fleet: str) -> str:

@@ -10,13 +10,12 @@ the session's real cluster, each started (blocking) and destroyed.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.functional.cluster import Cluster
-from tests.functional.unitviews import active_units, destroy_all
+from tests.functional.unitviews import active_units
 
 pytestmark = pytest.mark.functional
 
@@ -26,15 +25,6 @@ UNITS = {
     "order-b.service": "MachineOf=order-a.service\n",
     "order-c.service": "MachineOf=order-b.service\n",
 }
-
-
-@pytest.fixture
-def fleet(cluster: Cluster) -> Iterator[Cluster]:
-    destroy_all(cluster)
-    try:
-        yield cluster
-    finally:
-        destroy_all(cluster)
 
 
 def test_any_order_of_start_arguments_gives_the_same_outcome(

@@ -10,7 +10,6 @@ session's 3-machine cluster and destroy every unit they made.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,14 +32,6 @@ from tests.functional.unitviews import (
 )
 
 pytestmark = pytest.mark.functional
-
-
-@pytest.fixture
-def fleet(cluster: Cluster) -> Iterator[Cluster]:
-    """The shared cluster, with no units before the test and none after it."""
-    destroy_all(cluster)
-    yield cluster
-    destroy_all(cluster)
 
 
 def instances(count: int, directory: Path = UNITS) -> list[str]:
