@@ -148,9 +148,15 @@ def test_a_drain_moves_units_a_few_at_a_time_and_leaves_pinned_and_global_ones(
     assert {rows[m] for m in others} == {"-"}
 
     # The cordon lives in etcd, not in fleetd: it survives a reboot of the machine.
-    cluster.restart(cluster.machines[0])
-    machines = cluster.fleetctl("list-machines", "--full", "--fields", "machine,cordon")
-    assert [drained, "drain"] in [line.split() for line in machines.stdout.splitlines()]
+    node = next(m for m in cluster.machines if m.machine_id == drained)
+    cluster.restart(node)
+
+    def cordon_of_drained() -> str | None:
+        out = cluster.fleetctl("list-machines", "--full", "--fields", "machine,cordon").stdout
+        rows = dict(line.split() for line in out.splitlines()[1:])
+        return rows.get(drained)
+
+    assert cluster.wait_for(cordon_of_drained, 30, what="the rebooted machine listed") == "drain"
     # Nothing new lands on a cordoned machine, even a unit that can go nowhere else.
     (pin2,) = write_units(tmp_path, {"pinned2.service": f"MachineID={drained}"})
     late = cluster.fleetctl("start", "--block-attempts", "5", pin2, check=False)

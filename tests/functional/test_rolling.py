@@ -16,7 +16,7 @@ import pytest
 
 from fleet.core.unitfile import UnitFile
 from tests.functional.cluster import Cluster
-from tests.functional.unitviews import list_unit_files, list_units
+from tests.functional.unitviews import list_unit_files, list_units, remote_flags
 
 pytestmark = pytest.mark.functional
 
@@ -41,7 +41,7 @@ def start_web(cluster: Cluster, tmp_path: Path, names: list[str]) -> str:
     return UnitFile.parse(OLD).hash
 
 
-@pytest.mark.parametrize("mode", ["pause", "rollback"])
+@pytest.mark.parametrize("mode", ["pause", "rollback", "continue"])
 def test_rolling_replace_stops_at_the_first_failure(
     fleet: Cluster, tmp_path: Path, mode: str
 ) -> None:
@@ -55,6 +55,15 @@ def test_rolling_replace_stops_at_the_first_failure(
     assert done.returncode == 1, done.stdout + done.stderr
     assert f"Rolling run failed (--on-failure {mode})" in done.stderr
     assert "web@1.service: new content, FAILED" in done.stderr
+    if mode == "continue":
+        # Every instance was tried, one at a time, each failing on the broken content.
+        for name in WEB:
+            assert f"{name}: new content, FAILED" in done.stderr
+        assert "new content: " + ", ".join(WEB) in done.stdout
+        assert "failed: " + ", ".join(WEB) in done.stdout
+        assert hashes(fleet) == dict.fromkeys(WEB, new)
+        assert active(fleet) == set()
+        return
     # Exactly one instance was tried: the others were never touched.
     assert "web@2.service" not in done.stderr
     assert "old content: web@2.service, web@3.service, web@4.service" in done.stdout
@@ -133,3 +142,24 @@ def test_set_metadata_reschedules_a_unit(fleet: Cluster, tmp_path: Path) -> None
     finally:
         for machine in (first, second):
             fleet.fleetctl("unset-metadata", machine, "rolltest", check=False)
+
+
+def test_rolling_restart_of_a_global_unit_goes_machine_by_machine(
+    fleet: Cluster, tmp_path: Path
+) -> None:
+    (tmp_path / "everywhere.service").write_text(OLD + "\n[X-Fleet]\nGlobal=true\n")
+    fleet.fleetctl("start", str(tmp_path / "everywhere.service"))
+    ids = [m.machine_id for m in fleet.machines]
+    fleet.wait_for(
+        lambda: all(main_pid(fleet, m, "everywhere.service") not in ("", "0") for m in ids),
+        30,
+        what="the global unit on every machine",
+    )
+    pids = {m: main_pid(fleet, m, "everywhere.service") for m in ids}
+    done = fleet.fleetctl(
+        "rolling-restart", "--max-parallel", "1", *FAST, *remote_flags(fleet, tmp_path),
+        "everywhere.service", check=False, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    for m in ids:  # systemctl restart over SSH on each machine: a new main process each
+        assert main_pid(fleet, m, "everywhere.service") != pids[m], m
