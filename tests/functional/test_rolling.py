@@ -157,7 +157,7 @@ def test_rolling_restart_of_a_global_unit_goes_machine_by_machine(
     )
     pids = {m: main_pid(fleet, m, "everywhere.service") for m in ids}
     done = fleet.fleetctl(
-        "rolling-restart", "--max-parallel", "1", *FAST, *remote_flags(fleet, tmp_path),
+        *remote_flags(fleet, tmp_path), "rolling-restart", "--max-parallel", "1", *FAST,
         "everywhere.service", check=False, timeout=120,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
