@@ -5,9 +5,10 @@ error envelopes), so it drives our fleetd and the original Go one alike.
 Endpoints: ``unix:///path`` (or ``file:///path``) for the local socket,
 ``http(s)://host:port`` for TCP, with an optional CA and client certificate
 for the TLS listener. Requests go through the small blocking client of
-:mod:`fleetctl.drivers.http` (its methods are coroutines that never suspend,
-so a command over this driver needs no event loop: see
-:meth:`fleetctl.context.App.run`); an httpx transport can be plugged in
+:mod:`fleetctl.drivers.http`; without a running event loop the client's
+coroutines never suspend, so a command over this driver needs no event loop
+(see :meth:`fleetctl.context.App.run`), and within one each request runs in a
+worker thread. An httpx transport can be plugged in
 instead: that is how ``--tunnel`` carries the same requests over SSH. Error
 envelopes become :mod:`fleet.errors` exceptions carrying the server's message.
 """
@@ -15,8 +16,9 @@ envelopes become :mod:`fleet.errors` exceptions carrying the server's message.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import quote, urlencode, urlsplit
 
 from fleet.errors import (
@@ -148,6 +150,21 @@ def _options(unit: UnitFile) -> list[dict[str, str]]:
     return [{"section": o.section, "name": o.name, "value": o.value} for o in unit.options]
 
 
+async def _unblocked(call: Callable[..., Reply], *args: Any) -> Reply:
+    """``call(*args)``, in a worker thread when an event loop runs here (a blocking
+    call would stall it: the server may be served by that very loop, as in tests);
+    without one (fleetctl's own runs, see :mod:`fleetctl.blocking`) right here."""
+    asyncio = sys.modules.get("asyncio")  # never imported just to find out
+    if asyncio is not None:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            return cast(Reply, await asyncio.to_thread(call, *args))
+    return call(*args)
+
+
 class ApiClient:
     """:class:`fleetctl.client.FleetClient` over HTTP(S), a unix socket or any httpx transport."""
 
@@ -195,7 +212,7 @@ class ApiClient:
             return await _httpx_request(self._httpx, self.endpoint, method, target, body)
         assert self._conn is not None
         try:
-            return self._conn.request(method, target, body, "application/json")
+            return await _unblocked(self._conn.request, method, target, body, "application/json")
         except TimeoutError as exc:
             raise FleetError(
                 f"unable to reach the fleet API at {self.endpoint}: no answer in time ({exc!r})"
