@@ -94,6 +94,6 @@ def cluster_main(args: argparse.Namespace) -> None:
             f"seconds; {os.cpu_count()} CPUs, load average {load}, "
             f"Python {sys.version.split()[0]}"
         )
-        _print_processes(timings, timings[0].median)
+        _print_processes(timings, timings[0])
     finally:
         cluster.stop()

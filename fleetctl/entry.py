@@ -1,13 +1,16 @@
 """fleetctl's process entry point (the ``fleetctl`` script and ``python -m fleetctl``).
 
-``fleetctl version`` (and ``--version``/``-v`` alone) is answered here without
-importing click or the commands: the process costs little more than the
-interpreter's own start-up (docs/benchmarks.md). Everything else goes to
+The commands run most skip the click CLI: ``fleetctl version`` (and
+``--version``/``-v`` alone) is answered here, and a plain ``list-units``,
+``list-machines`` or ``list-unit-files`` runs through :mod:`fleetctl.fastpath`,
+so those processes cost little more than the interpreter's own start-up and
+the request (docs/benchmarks.md). Everything else goes to
 :func:`fleetctl.cli.main`.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 
@@ -22,6 +25,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(f"fleetctl version {__version__}")
         return 0
-    from fleetctl.cli import main as cli_main
+    from fleetctl import fastpath
 
-    return cli_main(args)
+    parsed = fastpath.parse(args, os.environ)
+    if parsed is None:
+        from fleetctl.cli import main as cli_main
+
+        return cli_main(args)
+    from fleet.errors import FleetError
+
+    try:
+        return fastpath.run(parsed)
+    except FleetError as exc:  # as fleetctl.cli.main reports it: one line
+        print(str(exc), file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
