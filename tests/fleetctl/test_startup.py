@@ -10,6 +10,7 @@ import ssl
 import subprocess
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -82,6 +83,15 @@ def test_version_imports_nothing_it_does_not_use(args: tuple[str, ...]) -> None:
     assert proc.stdout.startswith("fleetctl version ")
     assert "fleetctl.entry" in names  # the probe saw the run
     assert unwanted(names, NOT_FOR_VERSION) == []
+
+
+def test_fd_forward_imports_no_cli(tmp_path: Path) -> None:
+    """It runs on the bastion for every --tunnel connection."""
+    proc, names = imported("fd-forward", str(tmp_path / "none.sock"))
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines()[-1].startswith("unable to connect to ")
+    assert "fleetctl.fdforward" in names
+    assert unwanted(names, NOT_FOR_LISTS) == []
 
 
 @async_test
