@@ -6,10 +6,11 @@ same interpreter and environment), so the overhead above the floor is visible.
 Default (no root needed): a private etcd, 3 registered machines and N units
 (default 1,000 instances of ``sleep@.service``, each placed on a machine and
 reporting a systemd state), served by the real fleet API (``fleet.api``) from a
-child process on a unix socket. Timed, interleaved round by round:
+child process on a unix socket. Timed:
 
 * whole ``fleetctl`` processes: ``version``, ``list-machines``, ``list-units``
-  and ``list-unit-files`` over that socket (median of R runs after warm-up);
+  and ``list-unit-files`` over that socket, interleaved round by round (wall
+  and CPU medians of R runs after warm-up);
 * warm, in one process: the same list commands through ``fleetctl.cli.main``
   with start-up and imports already paid (round trips, decoding, rendering);
 * in-process decode + render of the recorded API answers (no I/O), beside
