@@ -2,6 +2,6 @@
 
 import sys
 
-from fleetctl.cli import main
+from fleetctl.entry import main
 
 sys.exit(main())

@@ -27,20 +27,28 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-def _system_clock() -> Clock:
-    from fleet.ports.clock import SystemClock  # keeps `fleetctl version` lean
-
-    return SystemClock()
-
-
 @dataclass
 class App:
     settings: ClientSettings = field(default_factory=ClientSettings)
     out: TextIO = field(default_factory=lambda: sys.stdout)
     err: TextIO = field(default_factory=lambda: sys.stderr)
-    clock_factory: Callable[[], Clock] = _system_clock
+    # None: the system clock, blocking or asyncio's as the run is (see run()).
+    clock_factory: Callable[[], Clock] | None = None
     _tunnel: SSHConnection | None = field(default=None, init=False, repr=False)
     _sessions: int = field(default=0, init=False, repr=False)
+    _blocking: bool = field(default=False, init=False, repr=False)
+
+    def clock(self) -> Clock:
+        """The clock a command waits on."""
+        if self.clock_factory is not None:
+            return self.clock_factory()
+        if self._blocking:
+            from fleetctl.blocking import BlockingClock
+
+            return BlockingClock()
+        from fleet.ports.clock import SystemClock
+
+        return SystemClock()
 
     def echo(self, text: str) -> None:
         print(text, file=self.out, flush=True)
@@ -77,10 +85,11 @@ class App:
             )
         return self._tunnel
 
-    def run(self, body: Callable[[FleetClient], Awaitable[T]]) -> T:
-        """Connect, run ``body``, close: one ``asyncio.run`` per command."""
-        import asyncio  # 20 ms at start-up that `fleetctl version` does not need
-
+    def run(self, body: Callable[[FleetClient], Awaitable[T]], *, loop: bool = False) -> T:
+        """Connect, run ``body``, close. Over the API driver without ``--tunnel``
+        nothing suspends: the coroutine runs without an event loop (asyncio's import
+        alone is ~20 ms); otherwise, or when the body needs one (``loop``: tasks,
+        signal handlers, Ctrl-C as a cancellation), one ``asyncio.run`` per command."""
         settings = resolve_driver(self.settings, self.warn)
         with self.session():
             # Opened before the event loop: the host-key prompt reads stdin.
@@ -92,5 +101,15 @@ class App:
                     return await body(client)
                 finally:
                     await client.aclose()
+
+            if settings.driver == "api" and tunnel is None and not loop:
+                from fleetctl.blocking import run_blocking
+
+                self._blocking = True
+                try:
+                    return run_blocking(session())
+                finally:
+                    self._blocking = False
+            import asyncio
 
             return asyncio.run(session())

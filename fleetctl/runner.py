@@ -9,8 +9,6 @@ SSH failures (unknown or changed host key, authentication) are
 
 from __future__ import annotations
 
-import shlex
-import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -95,9 +93,13 @@ class Remote:
             return self._run_local(call.argv)
         if not call.address:
             raise FleetError(f"Error getting machine IP: machine {call.machine_id} is not known")
+        import shlex  # with subprocess: only the commands that run something pay
+
         return self.run_ssh(call.address, shlex.join(call.argv))
 
     def _run_local(self, argv: Sequence[str]) -> int:
+        import subprocess
+
         self.app.out.flush()
         self.app.err.flush()
         try:

@@ -6,7 +6,6 @@ agent reason about, what the API serialises and what fleetctl renders.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -77,6 +76,8 @@ class Job:
 def machine_set_fingerprint(machines: Iterable[Machine]) -> str:
     """A short digest of which machines there are and their metadata: what a
     placement verdict was judged against."""
+    import hashlib  # OpenSSL's start-up: only the engine and unit views pay for it
+
     digest = hashlib.sha1(usedforsecurity=False)
     for machine in sorted(machines, key=lambda m: m.id):
         digest.update(machine.id.encode())

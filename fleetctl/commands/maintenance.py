@@ -197,12 +197,12 @@ def drain(
             )
             return INTERRUPTED
 
-    return app.run(body)
+    return app.run(body, loop=True)  # Ctrl-C must reach it as a cancellation
 
 
 async def _follow(app: App, client: FleetClient, machine_id: str) -> int:
     """Print each unit's progress as it changes, until the drain is finished."""
-    clock = app.clock_factory()
+    clock = app.clock()
     shown: dict[str, UnitMove] = {}
     while True:
         m = await client.maintenance(machine_id)

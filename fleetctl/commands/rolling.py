@@ -240,9 +240,7 @@ def run_rolling(
                 app.echo("Nothing to do")
                 return 0
             machines.update({m.id: m.public_ip for m in await client.list_machines()})
-            roller = Roller(
-                client, app.clock_factory(), app.echo, app.warn, settings, restart_on_machine
-            )
+            roller = Roller(client, app.clock(), app.echo, app.warn, settings, restart_on_machine)
             loop = asyncio.get_running_loop()
 
             def interrupted() -> None:
@@ -274,7 +272,7 @@ def run_rolling(
                 return 1
             return 0
 
-        return app.run(body)
+        return app.run(body, loop=True)  # signal handlers and gathers need a loop
 
 
 def rolling_replace(app: App, units: Sequence[str], settings: RollSettings) -> int:

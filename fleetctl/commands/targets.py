@@ -131,7 +131,7 @@ async def registry_units(client: FleetClient, targets: Sequence[UnitArg]) -> lis
 def waiter(app: App, client: FleetClient) -> Waiter:
     from fleetctl.waiting import Waiter
 
-    return Waiter(client, app.clock_factory(), app.echo)
+    return Waiter(client, app.clock(), app.echo)
 
 
 def block_options(func: Callable[..., Any]) -> Callable[..., Any]:

@@ -1,28 +1,26 @@
 """The default fleetctl driver: :class:`~fleetctl.client.FleetClient` over fleet API v1.
 
 It speaks the original wire protocol (``/fleet/v1``, fleet's page tokens and
-error envelopes) through httpx, so it drives our fleetd and the original Go
-one alike. Endpoints: ``unix:///path`` (or ``file:///path``) for the local
-socket, ``http(s)://host:port`` for TCP, with an optional CA and client
-certificate for the TLS listener. Any httpx transport can be plugged in:
-that is how ``--tunnel`` carries the same requests over SSH. Error envelopes
-become :mod:`fleet.errors` exceptions carrying the server's message.
+error envelopes), so it drives our fleetd and the original Go one alike.
+Endpoints: ``unix:///path`` (or ``file:///path``) for the local socket,
+``http(s)://host:port`` for TCP, with an optional CA and client certificate
+for the TLS listener. Requests go through the small blocking client of
+:mod:`fleetctl.drivers.http`; without a running event loop the client's
+coroutines never suspend, so a command over this driver needs no event loop
+(see :meth:`fleetctl.context.App.run`), and within one each request runs in a
+worker thread. An httpx transport can be plugged in
+instead: that is how ``--tunnel`` carries the same requests over SSH. Error
+envelopes become :mod:`fleet.errors` exceptions carrying the server's message.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import ssl
+import json
+import sys
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlsplit
+from typing import TYPE_CHECKING, Any, cast
+from urllib.parse import quote, urlencode, urlsplit
 
-import httpx
-
-from fleet.core.model import DesiredState, Machine, UnitState
-from fleet.core.unitfile import UnitFile, UnitOption
-from fleet.core.views import UnitInfo, unit_is_global
 from fleet.errors import (
     AlreadyExists,
     APIError,
@@ -33,8 +31,23 @@ from fleet.errors import (
     StoreUnavailable,
     TooLarge,
 )
+from fleetctl.drivers.http import HttpConnection, ProtocolError, Reply
+from fleetctl.drivers.wire import (
+    machine_from_wire,
+    maintenance_from_wire,
+    unit_info_from_wire,
+    unit_infos_from_wire,
+    unit_state_from_wire,
+)
 
 if TYPE_CHECKING:
+    import ssl
+
+    import httpx
+
+    from fleet.core.model import DesiredState, Machine, UnitState
+    from fleet.core.unitfile import UnitFile
+    from fleet.core.views import UnitInfo
     from fleet.maintenance import DrainOptions, Maintenance
     from fleetctl.client import ClientSettings
     from fleetctl.ssh import SSHConnection
@@ -48,6 +61,8 @@ _MAX_PAGES = 10_000  # a server that never stops paging is broken, not big
 def _ssl_context(
     ca_file: str | None, cert_file: str | None, key_file: str | None
 ) -> ssl.SSLContext:
+    import ssl  # https only: plain HTTP and unix sockets never pay for it
+
     try:
         context = ssl.create_default_context(cafile=ca_file or None)
     except (OSError, ssl.SSLError) as exc:
@@ -90,7 +105,7 @@ def parse_endpoint(endpoint: str) -> tuple[str, str | None]:
     )
 
 
-def _message(response: httpx.Response) -> str | None:
+def _message(response: Reply) -> str | None:
     """The message of fleet's error envelope; None if the body is not one."""
     try:
         body = response.json()
@@ -102,21 +117,21 @@ def _message(response: httpx.Response) -> str | None:
     return None
 
 
-def _is_not_found(response: httpx.Response) -> bool:
+def _is_not_found(response: Reply) -> bool:
     """fleet's 404 for a unit (with its envelope), not any server's 404."""
-    return response.status_code == 404 and _message(response) is not None
+    return response.status == 404 and _message(response) is not None
 
 
-def _raise_for(response: httpx.Response, endpoint: str) -> None:
-    if response.status_code < 400:
+def _raise_for(response: Reply, endpoint: str) -> None:
+    if response.status < 400:
         return
     message = _message(response)
-    status = response.status_code
+    status = response.status
     if message is None:
         # Every fleet API error carries the envelope: something else answered.
         raise APIError(
             f"{endpoint} did not answer as a fleet API (HTTP {status} "
-            f"{response.reason_phrase or ''}".rstrip()
+            f"{response.reason or ''}".rstrip()
             + "); an etcd endpoint needs --driver=etcd",
             status,
         )
@@ -133,100 +148,27 @@ def _raise_for(response: httpx.Response, endpoint: str) -> None:
     raise APIError(f"fleet API error {status}: {message}", status)
 
 
-def _unit_info(wire: dict[str, Any]) -> UnitInfo:
-    name = str(wire.get("name", ""))
-    options = [
-        UnitOption(str(o.get("section", "")), str(o.get("name", "")), str(o.get("value", "")))
-        for o in wire.get("options") or []
-    ]
-    try:
-        unit = UnitFile.from_options(options)
-    except InvalidInput as exc:
-        raise APIError(f"the fleet API returned an unusable unit {name!r}: {exc}") from exc
-    current = wire.get("currentState") or None
-    return UnitInfo(
-        name=name,
-        unit=unit,
-        hash=unit.hash,
-        desired=DesiredState(wire.get("desiredState") or DesiredState.INACTIVE),
-        current=DesiredState(current) if current else None,
-        machine_id=wire.get("machineID") or None,
-        is_global=unit_is_global(name, unit),
-        reason=wire.get("reason") or None,
-        failure=wire.get("failure") or None,
-    )
-
-
-def _unit_state(wire: dict[str, Any]) -> UnitState:
-    return UnitState(
-        name=str(wire.get("name", "")),
-        machine_id=str(wire.get("machineID", "")),
-        load_state=str(wire.get("systemdLoadState", "")),
-        active_state=str(wire.get("systemdActiveState", "")),
-        sub_state=str(wire.get("systemdSubState", "")),
-        hash=str(wire.get("hash", "")),
-        result=str(wire.get("systemdResult", "")),
-        start_result=str(wire.get("startJobResult", "")),
-        error=str(wire.get("error", "")),
-    )
-
-
-def _machine(wire: dict[str, Any]) -> Machine:
-    metadata = wire.get("metadata") or {}
-    return Machine(
-        id=str(wire.get("id", "")),
-        public_ip=str(wire.get("primaryIP", "")),
-        metadata={str(k): str(v) for k, v in metadata.items()},
-        cordon=str(wire.get("cordonReason", "")) if wire.get("cordoned") else None,
-    )
-
-
-def _maintenance(wire: dict[str, Any]) -> Maintenance:
-    """The wire form of ``GET /machines/{id}/drain`` (fleet.api.routes_maintenance)."""
-    from fleet.core.maintenance import (
-        Cordon,
-        DrainPhase,
-        DrainRequest,
-        DrainStatus,
-        MoveState,
-        UnitMove,
-    )
-    from fleet.maintenance import Maintenance
-
-    try:
-        cordon = request = status = None
-        if (c := wire.get("cordon")) is not None:
-            cordon = Cordon(str(c.get("reason", "")), float(c.get("since", 0.0)))
-        if (d := wire.get("drain")) is not None:
-            timeout = d.get("timeout")
-            request = DrainRequest(
-                max_parallel=int(d["maxParallel"]),
-                min_healthy=float(d["minHealthyTime"]),
-                timeout=None if timeout is None else float(timeout),
-                include_global=bool(d.get("includeGlobal", False)),
-                paused=bool(d.get("paused", False)),
-                started=float(d["started"]),
-            )
-        if (s := wire.get("status")) is not None and request is not None:
-            moves = {
-                str(u["name"]): UnitMove(
-                    MoveState(u["state"]), str(u.get("machineID", "")), str(u.get("detail", ""))
-                )
-                for u in s.get("units") or []
-            }
-            phase = DrainPhase(s["phase"])
-            status = DrainStatus(phase, request.started, moves, str(s.get("detail", "")))
-        return Maintenance(str(wire.get("machineID", "")), cordon, request, status)
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise APIError(f"the fleet API sent a drain report fleetctl cannot read: {exc}") from exc
-
-
 def _options(unit: UnitFile) -> list[dict[str, str]]:
     return [{"section": o.section, "name": o.name, "value": o.value} for o in unit.options]
 
 
+async def _unblocked(call: Callable[..., Reply], *args: Any) -> Reply:
+    """``call(*args)``, in a worker thread when an event loop runs here (a blocking
+    call would stall it: the server may be served by that very loop, as in tests);
+    without one (fleetctl's own runs, see :mod:`fleetctl.blocking`) right here."""
+    asyncio = sys.modules.get("asyncio")  # never imported just to find out
+    if asyncio is not None:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            return cast(Reply, await asyncio.to_thread(call, *args))
+    return call(*args)
+
+
 class ApiClient:
-    """:class:`fleetctl.client.FleetClient` over HTTP(S), a unix socket or any transport."""
+    """:class:`fleetctl.client.FleetClient` over HTTP(S), a unix socket or any httpx transport."""
 
     def __init__(
         self,
@@ -242,28 +184,42 @@ class ApiClient:
         base_url, uds = parse_endpoint(endpoint)
         self.endpoint = endpoint
         self._on_close = on_close
-        # Plain HTTP and unix sockets never use TLS: False spares httpx building
-        # its default context (loading the CA bundle is ~15 ms of every run).
-        verify: ssl.SSLContext | bool = False
-        if base_url.startswith("https:"):
-            verify = _ssl_context(ca_file, cert_file, key_file)
-        if transport is None:
-            transport = httpx.AsyncHTTPTransport(uds=uds, verify=verify)
-        self._http = httpx.AsyncClient(
-            base_url=base_url + API_PATH,
-            transport=transport,
-            timeout=httpx.Timeout(timeout),
-            headers={"User-Agent": "fleetctl"},
-        )
+        self._conn: HttpConnection | None = None
+        self._httpx: httpx.AsyncClient | None = None
+        if transport is not None:
+            self._httpx = _httpx_client(base_url, transport, timeout)
+        elif uds is not None:
+            self._conn = HttpConnection.unix(uds, timeout=timeout)
+        else:
+            split = urlsplit(base_url)
+            # Plain HTTP never builds a TLS context (loading the CA bundle is ~15 ms).
+            tls = _ssl_context(ca_file, cert_file, key_file) if split.scheme == "https" else None
+            port = split.port or (443 if tls is not None else 80)
+            assert split.hostname is not None  # parse_endpoint checked it
+            self._conn = HttpConnection.tcp(
+                split.hostname, port, timeout=timeout, netloc=split.netloc, tls=tls
+            )
 
-    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json_body: object = None,
+    ) -> Reply:
+        target = API_PATH + path + (f"?{urlencode(params)}" if params else "")
+        body = None if json_body is None else json.dumps(json_body).encode()
+        if self._httpx is not None:
+            return await _httpx_request(self._httpx, self.endpoint, method, target, body)
+        assert self._conn is not None
         try:
-            return await self._http.request(method, path, **kwargs)
-        except httpx.TimeoutException as exc:
+            return await _unblocked(self._conn.request, method, target, body, "application/json")
+        except TimeoutError as exc:
             raise FleetError(
                 f"unable to reach the fleet API at {self.endpoint}: no answer in time ({exc!r})"
             ) from exc
-        except httpx.TransportError as exc:
+        except (OSError, ProtocolError) as exc:
             raise FleetError(f"unable to reach the fleet API at {self.endpoint}: {exc}") from exc
 
     async def _pages(
@@ -288,8 +244,8 @@ class ApiClient:
         # server as a name it refuses, not as another resource.
         return "units/" + quote(name, safe="@:\\")
 
-    async def _put(self, name: str, body: dict[str, Any]) -> httpx.Response:
-        response = await self._request("PUT", self._unit_path(name), json=body)
+    async def _put(self, name: str, body: dict[str, Any]) -> Reply:
+        response = await self._request("PUT", self._unit_path(name), json_body=body)
         _raise_for(response, self.endpoint)
         return response
 
@@ -297,7 +253,8 @@ class ApiClient:
 
     async def list_units(self) -> list[UnitInfo]:
         return sorted(
-            (_unit_info(u) for u in await self._pages("units", "units")), key=lambda i: i.name
+            unit_infos_from_wire(await self._pages("units", "units")),
+            key=lambda info: info.name,
         )
 
     async def get_unit(self, name: str) -> UnitInfo | None:
@@ -305,7 +262,7 @@ class ApiClient:
         if _is_not_found(response):
             return None
         _raise_for(response, self.endpoint)
-        return _unit_info(response.json())
+        return unit_info_from_wire(response.json())
 
     async def create_unit(self, name: str, unit: UnitFile, desired: DesiredState) -> None:
         # PUT creates or updates; the API has no create-only request, so look first.
@@ -329,8 +286,8 @@ class ApiClient:
 
     async def set_desired_states(self, desired: Mapping[str, DesiredState]) -> None:
         body = {"desiredStates": {name: state.value for name, state in desired.items()}}
-        response = await self._request("PATCH", "units", json=body)
-        if response.status_code == 405:
+        response = await self._request("PATCH", "units", json_body=body)
+        if response.status == 405:
             # fleet's own API (or an older fleetd) has no such request: one at a time.
             for name, state in desired.items():
                 await self.set_desired_state(name, state)
@@ -352,11 +309,11 @@ class ApiClient:
             params["machineID"] = machine_id
         if unit_name:
             params["unitName"] = unit_name
-        states = [_unit_state(s) for s in await self._pages("state", "states", params)]
+        states = list(map(unit_state_from_wire, await self._pages("state", "states", params)))
         return sorted(states, key=lambda s: (s.name, s.machine_id))
 
     async def list_machines(self) -> list[Machine]:
-        machines = [_machine(m) for m in await self._pages("machines", "machines")]
+        machines = list(map(machine_from_wire, await self._pages("machines", "machines")))
         return sorted(machines, key=lambda m: m.id)
 
     async def update_machine_metadata(
@@ -373,7 +330,7 @@ class ApiClient:
             ops.append(op)
         if not ops:
             return
-        response = await self._request("PATCH", "machines", json=ops)
+        response = await self._request("PATCH", "machines", json_body=ops)
         _raise_for(response, self.endpoint)
 
     @staticmethod
@@ -382,7 +339,7 @@ class ApiClient:
 
     async def cordon(self, machine_id: str, reason: str) -> None:
         path = self._machine_path(machine_id, "cordon")
-        _raise_for(await self._request("PUT", path, json={"reason": reason}), self.endpoint)
+        _raise_for(await self._request("PUT", path, json_body={"reason": reason}), self.endpoint)
 
     async def uncordon(self, machine_id: str) -> bool:
         response = await self._request("DELETE", self._machine_path(machine_id, "cordon"))
@@ -400,11 +357,11 @@ class ApiClient:
             "reason": options.reason,
         }
         path = self._machine_path(machine_id, "drain")
-        _raise_for(await self._request("PUT", path, json=body), self.endpoint)
+        _raise_for(await self._request("PUT", path, json_body=body), self.endpoint)
 
     async def set_drain_paused(self, machine_id: str, paused: bool) -> bool:
         path = self._machine_path(machine_id, "drain")
-        response = await self._request("PATCH", path, json={"paused": paused})
+        response = await self._request("PATCH", path, json_body={"paused": paused})
         if _is_not_found(response):
             return False
         _raise_for(response, self.endpoint)
@@ -413,7 +370,7 @@ class ApiClient:
     async def maintenance(self, machine_id: str) -> Maintenance:
         response = await self._request("GET", self._machine_path(machine_id, "drain"))
         _raise_for(response, self.endpoint)
-        return _maintenance(response.json())
+        return maintenance_from_wire(response.json())
 
     async def set_machine_metadata(self, machine_id: str, key: str, value: str | None) -> None:
         """One key (``None`` removes it): :meth:`update_machine_metadata` of one change."""
@@ -421,7 +378,10 @@ class ApiClient:
 
     async def aclose(self) -> None:
         try:
-            await self._http.aclose()
+            if self._httpx is not None:
+                await self._httpx.aclose()
+            if self._conn is not None:
+                self._conn.close()
         finally:
             if self._on_close is not None:
                 self._on_close()
@@ -441,7 +401,10 @@ async def connect(settings: ClientSettings, tunnel: SSHConnection | None = None)
             cert_file=settings.cert_file or None,
             key_file=settings.key_file or None,
         )
-    # paramiko is slow to import: only --tunnel pays for it.
+    # paramiko, httpx and asyncio are slow to import: only --tunnel pays for them.
+    import asyncio
+    import contextlib
+
     from fleetctl import ssh
 
     base_url, uds = parse_endpoint(settings.endpoint)
@@ -471,3 +434,34 @@ async def connect(settings: ClientSettings, tunnel: SSHConnection | None = None)
             with contextlib.suppress(Exception):
                 conn.close()
         raise
+
+
+# --- httpx, for the --tunnel transport only ---------------------------------------------
+
+
+def _httpx_client(base_url: str, transport: httpx.AsyncBaseTransport, timeout: float) -> Any:
+    import httpx
+
+    return httpx.AsyncClient(
+        base_url=base_url,
+        transport=transport,
+        timeout=httpx.Timeout(timeout),
+        headers={"User-Agent": "fleetctl"},
+    )
+
+
+async def _httpx_request(
+    client: httpx.AsyncClient, endpoint: str, method: str, target: str, body: bytes | None
+) -> Reply:
+    import httpx
+
+    headers = {"Content-Type": "application/json"} if body is not None else None
+    try:
+        response = await client.request(method, target, content=body, headers=headers)
+    except httpx.TimeoutException as exc:
+        raise FleetError(
+            f"unable to reach the fleet API at {endpoint}: no answer in time ({exc!r})"
+        ) from exc
+    except httpx.TransportError as exc:
+        raise FleetError(f"unable to reach the fleet API at {endpoint}: {exc}") from exc
+    return Reply(response.status_code, response.reason_phrase, response.content)

@@ -17,7 +17,7 @@ from fleet.core.maintenance import DrainPhase, DrainStatus, MoveState, UnitMove
 from fleet.core.model import Machine
 from tests.api.support import served_api
 from tests.asyncsupport import async_test, eventually
-from tests.fleetctl.support import command, driver_flags, env, etcd_flags, one_line, run_async
+from tests.fleetctl.support import command, driver_flags, env, one_line, run_async
 from tests.registry.support import dump
 
 M1 = "dd01" + "1" * 28
@@ -115,32 +115,35 @@ def test_ctrl_c_pauses_the_drain_and_drain_again_resumes_it(
     async def run() -> None:
         async with served_api(etcd, etcd_prefix) as api:
             await api.registry.register_machine(Machine(M1, "10.0.0.1"), ttl=30)
-            flags = etcd_flags(etcd.endpoint, etcd_prefix)
-            # No engine runs: the drain never finishes, so fleetctl waits until Ctrl-C.
-            proc = await asyncio.create_subprocess_exec(
-                *command(*flags, "drain", "dd01"),
-                env=env(),
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-            )
+            for driver, flags in driver_flags(api.socket_path, etcd.endpoint, etcd_prefix).items():
+                # No engine runs: the drain never finishes, so fleetctl waits until Ctrl-C.
+                proc = await asyncio.create_subprocess_exec(
+                    *command(*flags, "drain", "dd01"),
+                    env=env(),
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.PIPE,
+                )
 
-            async def asked() -> bool:
-                return (await api.registry.get_maintenance(M1))[1] is not None
+                async def asked() -> bool:
+                    return (await api.registry.get_maintenance(M1))[1] is not None
 
-            await eventually(asked, what="the drain request")
-            proc.send_signal(signal.SIGINT)
-            async with asyncio.timeout(20):
-                _, err = await proc.communicate()
-            assert proc.returncode == 130, err
-            assert one_line(err.decode()).startswith(f"Drain of {M1} paused; run 'fleetctl drain")
-            _, request, _ = await api.registry.get_maintenance(M1)
-            assert request is not None
-            assert request.paused
-            resumed = await run_async(*flags, "drain", "dd01", "--no-block")
-            assert resumed.code == 0, resumed.err
-            _, again, _ = await api.registry.get_maintenance(M1)
-            assert again is not None
-            assert not again.paused
-            assert again.started == request.started  # resumed, not started over
+                await eventually(asked, what="the drain request")
+                await asyncio.sleep(0.3)  # let fleetctl reach its wait for progress
+                proc.send_signal(signal.SIGINT)
+                async with asyncio.timeout(20):
+                    _, err = await proc.communicate()
+                assert proc.returncode == 130, (driver, err)
+                line = one_line(err.decode())
+                assert line.startswith(f"Drain of {M1} paused; run 'fleetctl drain"), driver
+                _, request, _ = await api.registry.get_maintenance(M1)
+                assert request is not None
+                assert request.paused, driver
+                resumed = await run_async(*flags, "drain", "dd01", "--no-block")
+                assert resumed.code == 0, resumed.err
+                _, again, _ = await api.registry.get_maintenance(M1)
+                assert again is not None
+                assert not again.paused
+                assert again.started == request.started  # resumed, not started over
+                assert (await run_async(*flags, "uncordon", "dd01")).code == 0
 
     run()
