@@ -57,7 +57,7 @@ def cluster_factory(request: pytest.FixtureRequest) -> Iterator[Callable[..., Cl
     made: list[Cluster] = []
 
     def make(count: int = 3, **options: Any) -> Cluster:
-        c = Cluster.start(count, layout_for(next(_slots) % 100 or 1), **options)
+        c = Cluster.start(count, layout_for(next(_slots) % 30 or 1), **options)
         made.append(c)
         return c
 
