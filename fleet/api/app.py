@@ -14,9 +14,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from fastapi import APIRouter, FastAPI
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 from prometheus_client import CollectorRegistry
 
+from fleet.api import health
 from fleet.api.errors import ApiProblem, install_error_handlers
 from fleet.api.middleware import Envelope
 from fleet.api.routes_discovery import discovery_router
@@ -76,9 +77,15 @@ def create_app(
     app.include_router(router, prefix=PREFIXES[0])
     app.include_router(router, prefix=PREFIXES[1], include_in_schema=False)
 
-    @app.api_route("/", methods=["GET", "PUT", "POST", "DELETE", "PATCH"], include_in_schema=False)
+    @app.get("/", include_in_schema=False)
+    async def index() -> JSONResponse:
+        return JSONResponse(health.index(version, machine_id))
+
+    @app.api_route("/", methods=["PUT", "POST", "DELETE", "PATCH"], include_in_schema=False)
     async def root() -> Response:
         raise ApiProblem(405, "only requests against /fleet/v1 are supported")
+
+    health.add_routes(app, registry, ready, version=version, machine_id=machine_id)
 
     @app.get(
         "/metrics",

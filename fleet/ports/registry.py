@@ -76,6 +76,9 @@ class ClusterView(Protocol):
     async def set_machine_metadata(self, machine_id: str, key: str, value: str | None) -> None:
         """Dynamic metadata; ``None`` hides the key (fleet's ``""`` tombstone)."""
 
+    async def get_leader(self) -> tuple[str, str] | None:
+        """(machine id, engine version) of the engine leader, if there is one."""
+
 
 class MaintenanceStore(Protocol):
     """Cordons and drains of machines (written by clients; progress by the engine)."""

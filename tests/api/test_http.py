@@ -76,7 +76,7 @@ async def test_store_unavailable_is_503(etcd: EtcdProcess, etcd_prefix: str) -> 
 @pytest.mark.parametrize(
     ("method", "path", "status", "message"),
     [
-        pytest.param("GET", "/", 405, "only requests against /fleet/v1 are supported", id="root"),
+        pytest.param("PUT", "/", 405, "only requests against /fleet/v1 are supported", id="root"),
         pytest.param("GET", "/fleet/v1/nope", 404, "resource not found", id="unknown"),
         pytest.param("GET", "/nope", 404, "resource not found", id="unknown-top"),
         pytest.param(
