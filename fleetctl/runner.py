@@ -97,6 +97,30 @@ class Remote:
 
         return self.run_ssh(call.address, shlex.join(call.argv))
 
+    def capture(self, call: Call) -> tuple[int, bytes]:
+        """Run ``call`` like :meth:`run` but keep its stdout (stderr still goes to ours)."""
+        import io
+
+        sink = io.BytesIO()
+        if self.local_id and call.machine_id == self.local_id:
+            import subprocess
+
+            self.app.err.flush()
+            try:
+                done = subprocess.run(
+                    call.argv, check=False, stdout=subprocess.PIPE, stderr=_fd(self.app.err)
+                )
+            except OSError as exc:
+                raise FleetError(f"Error running local command: {exc}") from exc
+            return done.returncode, done.stdout
+        if not call.address:
+            raise FleetError(f"Error getting machine IP: machine {call.machine_id} is not known")
+        import shlex
+
+        conn = self.connect(call.address)
+        code = conn.run(shlex.join(call.argv), stdout=sink, stderr=_binary(self.app.err))
+        return code, sink.getvalue()
+
     def _run_local(self, argv: Sequence[str]) -> int:
         import subprocess
 

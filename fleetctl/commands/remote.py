@@ -99,13 +99,23 @@ def ssh(
 # fleet's functional tests run `status --no-block`: accepted and ignored.
 @click.option("--block-attempts", type=int, hidden=True, expose_value=False)
 @click.option("--no-block", is_flag=True, hidden=True, expose_value=False)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Choice(["table", "json"], case_sensitive=False),
+    default="table",
+    show_default=True,
+    help="systemctl's status text, or a JSON array of each unit's systemd properties "
+    "(systemctl show) on each of its machines.",
+)
 @pass_app
-def status(app: App, units: tuple[str, ...], ssh_port: int) -> int:
+def status(app: App, units: tuple[str, ...], ssh_port: int, output: str) -> int:
     from fleetctl.commands.targets import unit_args
 
     if not units:
         raise FleetError("One or more units must be provided.")
     targets = unit_args(units)
+    as_json = output.lower() == "json"
 
     async def plan(client: FleetClient) -> tuple[list[Call], list[Call]]:
         machines = {m.id: m for m in await client.list_machines()}
@@ -116,20 +126,23 @@ def status(app: App, units: tuple[str, ...], ssh_port: int) -> int:
             if info is None:
                 raise FleetError(f"Unit {target.name} does not exist.")
             if info.is_global:
-                argv = ("systemctl", "status", info.name)
+                argv = SHOW + (info.name,) if as_json else ("systemctl", "status", info.name)
                 global_ += await global_unit_calls(client, info.name, argv, machines)
                 continue
             if not is_placed(info) or not info.machine_id:
                 raise FleetError(f"Unit {target.name} does not appear to be loaded.")
             machine = machines.get(info.machine_id)
             address = machine.public_ip if machine else ""
-            placed.append(Call(info.machine_id, address, ("systemctl", "status", "-l", info.name)))
+            argv = SHOW + (info.name,) if as_json else ("systemctl", "status", "-l", info.name)
+            placed.append(Call(info.machine_id, address, argv))
         return placed, global_
 
     with app.session():
         placed, global_ = app.run(plan)
         exit_code = 0
         with Remote(app, ssh_port) as remote:
+            if as_json:
+                return _status_json(app, remote, [*placed, *global_])
             for index, call in enumerate(placed):
                 if index:
                     app.echo("")  # systemctl's own separator between units
@@ -137,6 +150,42 @@ def status(app: App, units: tuple[str, ...], ssh_port: int) -> int:
                 if exit_code:
                     return exit_code  # fleet stops at the first failing unit
             return _run_all(app, remote, global_, separate=bool(placed))
+
+
+SHOW = ("systemctl", "show", "--no-pager")
+
+
+def parse_properties(text: str) -> dict[str, str]:
+    """``systemctl show``'s ``Key=Value`` lines (a value may itself hold ``=``)."""
+    properties: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key:
+            properties[key] = value
+    return properties
+
+
+def _status_json(app: App, remote: Remote, calls: Sequence[Call]) -> int:
+    """One object per (unit, machine): its systemd properties, or why there are none.
+    Every call runs; the first non-zero exit status is the result."""
+    import json
+
+    items = []
+    first = 0
+    for call in calls:
+        code, out = remote.capture(call)
+        first = first or code
+        item: dict[str, Any] = {
+            "unit": call.argv[-1],
+            "machine_id": call.machine_id,
+            "machine_ip": call.address or None,
+            "properties": parse_properties(out.decode(errors="replace")) if code == 0 else {},
+        }
+        if code:
+            item["error"] = f"systemctl show exited with status {code}"
+        items.append(item)
+    app.write(json.dumps(items, indent=2) + "\n")
+    return first
 
 
 def _run_all(app: App, remote: Remote, calls: Sequence[Call], *, separate: bool) -> int:
