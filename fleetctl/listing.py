@@ -9,9 +9,12 @@ commands users run most never import click.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from fleet.core.model import UnitState
+    from fleet.core.views import UnitInfo
     from fleetctl.client import FleetClient
     from fleetctl.context import App
 
@@ -28,7 +31,39 @@ LISTS: dict[str, tuple[str, str, bool]] = {
 }
 
 
-def list_unit_files(app: App, fields: str, full: bool, no_legend: bool, output: str) -> int:
+def _named(name: str, names: Sequence[str]) -> bool:
+    """Whether ``name`` is one of ``names`` (shell patterns allowed: ``web@*``)."""
+    if not names:
+        return True
+    from fnmatch import fnmatchcase
+
+    return any(name == wanted or fnmatchcase(name, wanted) for wanted in names)
+
+
+def state_matches(state: UnitState, wanted: Sequence[str]) -> bool:
+    """systemctl's ``--state``: any of the load, active or sub state is one wanted."""
+    if not wanted:
+        return True
+    return bool({state.load_state, state.active_state, state.sub_state} & set(wanted))
+
+
+def unit_file_matches(info: UnitInfo, wanted: Sequence[str]) -> bool:
+    """``--state`` of list-unit-files: the desired or the current fleet state."""
+    if not wanted:
+        return True
+    states = {str(info.desired), "" if info.current is None else str(info.current)}
+    return bool(states & set(wanted))
+
+
+def list_unit_files(
+    app: App,
+    fields: str,
+    full: bool,
+    no_legend: bool,
+    output: str,
+    names: Sequence[str] = (),
+    states: Sequence[str] = (),
+) -> int:
     from fleetctl import render
 
     columns = render.parse_fields(fields, render.UNIT_FILE_FIELDS)
@@ -36,7 +71,11 @@ def list_unit_files(app: App, fields: str, full: bool, no_legend: bool, output: 
         app.warn('WARNING: "tmachine" field is deprecated. Use "target" instead.')
 
     async def body(client: FleetClient) -> int:
-        infos = await client.list_units()
+        infos = [
+            info
+            for info in await client.list_units()
+            if _named(info.name, names) and unit_file_matches(info, states)
+        ]
         wanted = output == "json" or any(field in ("target", "tmachine") for field in columns)
         machines = {m.id: m for m in await client.list_machines()} if wanted else {}
         if output == "json":
@@ -49,13 +88,26 @@ def list_unit_files(app: App, fields: str, full: bool, no_legend: bool, output: 
     return app.run(body)
 
 
-def list_units(app: App, fields: str, full: bool, no_legend: bool, output: str) -> int:
+def list_units(
+    app: App,
+    fields: str,
+    full: bool,
+    no_legend: bool,
+    output: str,
+    names: Sequence[str] = (),
+    wanted_states: Sequence[str] = (),
+) -> int:
     from fleetctl import render
 
     columns = render.parse_fields(fields, render.UNIT_FIELDS)
 
     async def body(client: FleetClient) -> int:
-        states = await client.list_unit_states()
+        exact = names[0] if len(names) == 1 and not any(c in names[0] for c in "*?[") else None
+        states = [
+            state
+            for state in await client.list_unit_states(unit_name=exact)
+            if _named(state.name, names) and state_matches(state, wanted_states)
+        ]
         wanted = output == "json" or "machine" in columns
         machines = {m.id: m for m in await client.list_machines()} if wanted else {}
         if output == "json":
@@ -85,7 +137,14 @@ def list_machines(app: App, fields: str, full: bool, no_legend: bool, output: st
     return app.run(body)
 
 
-BODIES = {
+# The two that take UNIT arguments and --state (only through click: the fast path
+# hands plain command lines to BODIES).
+FILTERED_BODIES = {
+    "list-unit-files": list_unit_files,
+    "list-units": list_units,
+}
+
+BODIES: dict[str, Callable[[App, str, bool, bool, str], int]] = {
     "list-unit-files": list_unit_files,
     "list-units": list_units,
     "list-machines": list_machines,

@@ -57,8 +57,56 @@ def _list_command(name: str, help_text: str) -> click.Command:
     return command
 
 
-list_unit_files = _list_command("list-unit-files", "List the units that exist in the cluster.")
-list_units = _list_command("list-units", "List the current state of units in the cluster.")
+def _states(values: tuple[str, ...]) -> list[str]:
+    """``--state a,b --state c`` -> [a, b, c]."""
+    return [part.strip() for value in values for part in value.split(",") if part.strip()]
+
+
+def _names(units: tuple[str, ...]) -> list[str]:
+    from fleet.core.names import mangle_unit_name
+
+    return [mangle_unit_name(unit) for unit in units]
+
+
+def _filtered_list_command(name: str, help_text: str, state_help: str) -> click.Command:
+    default_fields, valid, short_full = listing.LISTS[name]
+    body = listing.FILTERED_BODIES[name]
+
+    @click.command(name, help=help_text)
+    @list_options(default_fields, valid, short_full=short_full)
+    @click.option("--state", "states", multiple=True, help=state_help)
+    @click.argument("units", nargs=-1, metavar="[UNIT]...")
+    @pass_app
+    def command(
+        app: App,
+        fields: str,
+        full: bool,
+        no_legend: bool,
+        output: str,
+        states: tuple[str, ...],
+        units: tuple[str, ...],
+    ) -> int:
+        return body(app, fields, full, no_legend, output, _names(units), _states(states))
+
+    return command
+
+
+UNIT_HELP = (
+    " UNIT arguments (names or shell patterns such as 'web@*'; a name without a suffix"
+    " gets .service) keep only those units."
+)
+list_unit_files = _filtered_list_command(
+    "list-unit-files",
+    "List the units that exist in the cluster." + UNIT_HELP,
+    "Only units whose desired or current state is this (inactive, loaded, launched); "
+    "repeatable or comma-separated.",
+)
+list_units = _filtered_list_command(
+    "list-units",
+    "List the current state of units in the cluster." + UNIT_HELP,
+    "Only units whose load, active or sub state is this (e.g. failed, active, running), "
+    "as systemctl's --state; repeatable or comma-separated.",
+)
 list_machines = _list_command("list-machines", "Enumerate the current hosts in the cluster.")
 
 COMMANDS = (list_unit_files, list_units, list_machines)
