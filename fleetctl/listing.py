@@ -61,6 +61,7 @@ def list_unit_files(
     full: bool,
     no_legend: bool,
     output: str,
+    *,
     names: Sequence[str] = (),
     states: Sequence[str] = (),
 ) -> int:
@@ -94,8 +95,9 @@ def list_units(
     full: bool,
     no_legend: bool,
     output: str,
+    *,
     names: Sequence[str] = (),
-    wanted_states: Sequence[str] = (),
+    states: Sequence[str] = (),
 ) -> int:
     from fleetctl import render
 
@@ -103,18 +105,18 @@ def list_units(
 
     async def body(client: FleetClient) -> int:
         exact = names[0] if len(names) == 1 and not any(c in names[0] for c in "*?[") else None
-        states = [
+        found = [
             state
             for state in await client.list_unit_states(unit_name=exact)
-            if _named(state.name, names) and state_matches(state, wanted_states)
+            if _named(state.name, names) and state_matches(state, states)
         ]
         wanted = output == "json" or "machine" in columns
         machines = {m.id: m for m in await client.list_machines()} if wanted else {}
         if output == "json":
-            app.write(render.units_json(states, machines))
+            app.write(render.units_json(found, machines))
         else:
             legend = render.Legend(machines, full)
-            app.write(render.render_units(states, columns, legend, header=not no_legend))
+            app.write(render.render_units(found, columns, legend, header=not no_legend))
         return 0
 
     return app.run(body)

@@ -39,12 +39,13 @@ def index(version: str, machine_id: str) -> dict[str, Any]:
     }
 
 
-async def etcd_reachable(view: ClusterView, timeout: float = READY_TIMEOUT) -> str:
-    """"" if etcd answered a read within ``timeout``, else why not."""
+async def etcd_reachable(view: ClusterView) -> str:
+    """ "" if etcd answered a read within READY_TIMEOUT, else why not."""
     try:
-        await asyncio.wait_for(view.get_leader(), timeout)
+        async with asyncio.timeout(READY_TIMEOUT):
+            await view.get_leader()
     except TimeoutError:
-        return f"etcd did not answer within {timeout:g}s"
+        return f"etcd did not answer within {READY_TIMEOUT:g}s"
     except StoreError as exc:
         return str(exc)
     return ""

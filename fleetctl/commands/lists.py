@@ -77,7 +77,7 @@ def _filtered_list_command(name: str, help_text: str, state_help: str) -> click.
     @click.option("--state", "states", multiple=True, help=state_help)
     @click.argument("units", nargs=-1, metavar="[UNIT]...")
     @pass_app
-    def command(
+    def command(  # noqa: PLR0917 (click passes each option by keyword; the order is click's)
         app: App,
         fields: str,
         full: bool,
@@ -86,7 +86,9 @@ def _filtered_list_command(name: str, help_text: str, state_help: str) -> click.
         states: tuple[str, ...],
         units: tuple[str, ...],
     ) -> int:
-        return body(app, fields, full, no_legend, output, _names(units), _states(states))
+        return body(
+            app, fields, full, no_legend, output, names=_names(units), states=_states(states)
+        )
 
     return command
 

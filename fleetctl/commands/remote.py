@@ -126,14 +126,14 @@ def status(app: App, units: tuple[str, ...], ssh_port: int, output: str) -> int:
             if info is None:
                 raise FleetError(f"Unit {target.name} does not exist.")
             if info.is_global:
-                argv = SHOW + (info.name,) if as_json else ("systemctl", "status", info.name)
+                argv = (*SHOW, info.name) if as_json else ("systemctl", "status", info.name)
                 global_ += await global_unit_calls(client, info.name, argv, machines)
                 continue
             if not is_placed(info) or not info.machine_id:
                 raise FleetError(f"Unit {target.name} does not appear to be loaded.")
             machine = machines.get(info.machine_id)
             address = machine.public_ip if machine else ""
-            argv = SHOW + (info.name,) if as_json else ("systemctl", "status", "-l", info.name)
+            argv = (*SHOW, info.name) if as_json else ("systemctl", "status", "-l", info.name)
             placed.append(Call(info.machine_id, address, argv))
         return placed, global_
 

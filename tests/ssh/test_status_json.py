@@ -61,7 +61,9 @@ def test_status_json_reports_a_failed_call_and_exits_non_zero(
     fleetctl: Fleetctl,  # noqa: F811
 ) -> None:
     fleetctl._script("systemctl", FAKE_SHOW)
-    result = fleetctl("status", f"--ssh-port={fleetctl.sshd.port}", "-o", "json", "failing", "hello")
+    result = fleetctl(
+        "status", f"--ssh-port={fleetctl.sshd.port}", "-o", "json", "failing", "hello"
+    )
     assert result.code == 4
     assert "no such thing" in result.err
     items = json.loads(result.out)
