@@ -22,6 +22,7 @@ from fleet.errors import FleetError
 from fleet.registry.keys import DEFAULT_PREFIX
 from fleetctl.client import DEFAULT_ENDPOINT, LEGACY_ETCD_ENDPOINTS, ClientSettings
 from fleetctl.commands import (
+    completion,
     fdforward,
     lists,
     maintenance,
@@ -325,8 +326,12 @@ for _command in (
     *meta.COMMANDS,
     *metadata_commands.COMMANDS,
     *rolling_commands.COMMANDS,
+    *completion.COMMANDS,
 ):
     cli.add_command(_command)
+
+
+settings_of = _settings  # for fleetctl.completion: the global flags it was given
 
 
 def main(argv: Sequence[str] | None = None) -> int:
