@@ -183,6 +183,7 @@ class Fleetd:
             shutdown_stops_units=config.shutdown_stops_units,
             watches=not config.disable_watches,
             lease_file=Path(config.units_directory).parent / "agent.lease",
+            metrics=metrics,
         )
         app = create_app(
             registry,

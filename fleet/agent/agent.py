@@ -22,13 +22,14 @@ import dataclasses
 import logging
 from collections.abc import Coroutine, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from fleet.agent.desired import DesiredReader
 from fleet.agent.executor import ActionExecutor
 from fleet.agent.presence import Presence
 from fleet.agent.reconcile import Reconciler
 from fleet.agent.states import StatePublisher
+from fleet.agent.timed import TimedSystemd
 from fleet.agent.unitdir import UnitDirectory
 from fleet.agent.watches import agent_scopes, wake_on_changes
 from fleet.core.agent_plan import AgentReason, CurrentUnit, plan_agent
@@ -43,6 +44,9 @@ from fleet.ports import (
     SystemdManager,
     Watchable,
 )
+
+if TYPE_CHECKING:
+    from fleet.metrics import FleetMetrics
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +83,10 @@ class Agent:
         register_backoff: tuple[float, float] = (1.0, 60.0),
         watches: bool = True,
         lease_file: str | Path | None = None,
+        metrics: FleetMetrics | None = None,
     ) -> None:
+        if metrics is not None:
+            systemd = TimedSystemd(systemd, metrics)
         self.store = store
         self.systemd = systemd
         self.machine = machine
@@ -111,6 +118,7 @@ class Agent:
             clock=clock,
             retry_interval=retry_interval,
             on_error=self._report,
+            metrics=metrics,
         )
         self.states = StatePublisher(
             store,
@@ -121,6 +129,7 @@ class Agent:
             resync_interval=resync_interval,
             debounce=debounce,
             retry_interval=retry_interval,
+            metrics=metrics,
         )
         self.reconciler = Reconciler(
             DesiredReader(store, machine),
@@ -132,6 +141,7 @@ class Agent:
             debounce=debounce,
             after_pass=self.states.mark_dirty,
             on_error=self._report,
+            metrics=metrics,
         )
 
     # ---- public ---------------------------------------------------------------------

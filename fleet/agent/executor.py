@@ -19,7 +19,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import assert_never
+from typing import TYPE_CHECKING, assert_never
 
 from fleet.agent.unitdir import UnitDirectory
 from fleet.core.agent_plan import (
@@ -33,6 +33,9 @@ from fleet.core.model import DesiredState
 from fleet.core.unitfile import UnitFile
 from fleet.errors import FleetError, StoreError, SystemdError, Timeout
 from fleet.ports import NO_SUCH_UNIT, AgentStore, Clock, SystemdManager
+
+if TYPE_CHECKING:
+    from fleet.metrics import FleetMetrics
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +71,9 @@ class ActionExecutor:
         clock: Clock,
         retry_interval: float,
         on_error: Callable[[str], None],
+        metrics: FleetMetrics | None = None,
     ) -> None:
+        self.metrics = metrics
         self.store = store
         self.systemd = systemd
         self.units = units
@@ -125,6 +130,8 @@ class ActionExecutor:
                 await self.execute(action, desired)
             except (FleetError, OSError) as exc:
                 log.warning("AgentReconciler task failed: %s: %s", action, exc)
+                if self.metrics is not None:
+                    self.metrics.agent_action(action.kind.name.lower(), failed=True)
                 self._on_error(f"{action}: {exc}")
                 if name:
                     failed.add(name)
@@ -132,6 +139,8 @@ class ActionExecutor:
                 continue
             apply_action(self.current, action, desired)
             acted.add(name)
+            if self.metrics is not None:
+                self.metrics.agent_action(action.kind.name.lower())
             log.info("AgentReconciler completed task: %s", action)
         for name in acted - failed:
             if self.troubles.pop(name, None) is not None:

@@ -14,12 +14,16 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from fleet.agent.desired import DesiredReader
 from fleet.agent.executor import ActionExecutor
 from fleet.core.agent_plan import plan_agent
 from fleet.errors import StoreError
 from fleet.ports import Clock
+
+if TYPE_CHECKING:
+    from fleet.metrics import FleetMetrics
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +41,9 @@ class Reconciler:
         debounce: float,
         after_pass: Callable[[], None],
         on_error: Callable[[str], None],
+        metrics: FleetMetrics | None = None,
     ) -> None:
+        self.metrics = metrics
         self.desired = desired
         self.executor = executor
         self.registered = registered
@@ -72,6 +78,14 @@ class Reconciler:
     async def reconcile_once(self) -> bool:
         """One pass: read the desired units, plan, execute in order. True if every
         action succeeded. A store failure changes nothing locally (B7)."""
+        started = self.clock.monotonic()
+        try:
+            return await self._reconcile_once()
+        finally:
+            if self.metrics is not None:
+                self.metrics.agent_pass(self.clock.monotonic() - started)
+
+    async def _reconcile_once(self) -> bool:
         try:
             desired = await self.desired.read()
         except StoreError as exc:

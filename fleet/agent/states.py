@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter
+from typing import TYPE_CHECKING
 
 from fleet.agent.executor import ActionExecutor
 from fleet.agent.presence import Presence
@@ -23,6 +25,9 @@ from fleet.core.model import DesiredState, UnitState
 from fleet.core.outcome import QUEUED
 from fleet.errors import InvalidInput, StoreError, SystemdError
 from fleet.ports import AgentStore, Clock, MachineLease, SystemdManager, UnitChange
+
+if TYPE_CHECKING:
+    from fleet.metrics import FleetMetrics
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +48,9 @@ class StatePublisher:
         resync_interval: float,
         debounce: float,
         retry_interval: float,
+        metrics: FleetMetrics | None = None,
     ) -> None:
+        self.metrics = metrics
         self.store = store
         self.systemd = systemd
         self.presence = presence
@@ -67,6 +74,8 @@ class StatePublisher:
         """Turn systemd's hints about held units into refreshes (forever)."""
         while True:
             change = await changes.get()
+            if self.metrics is not None:
+                self.metrics.agent_hints_queued(changes.qsize())
             if change.unit in self.held or change.unit in self.executor.troubles:
                 self._dirty.set()
 
@@ -127,6 +136,10 @@ class StatePublisher:
                     name, self.machine_id, load, active, sub, trouble.hash,
                     DesiredState.INACTIVE, error=trouble.error,
                 )  # fmt: skip
+        if self.metrics is not None:
+            self.metrics.agent_unit_states(
+                Counter(triples.get(name, _UNKNOWN)[1] for name in held if held[name].hash)
+            )
         for name, state in sorted(wanted.items()):
             if self._published.get(name) != state:
                 try:

@@ -165,6 +165,7 @@ class Engine:
                 self._elections_won += 1
                 if self._metrics is not None:
                     self._metrics.engine_became_leader(self._leader_since)
+                    self._metrics.engine_leading(True)
                 log.info("engine: %s is now the leader", self._machine_id)
                 try:
                     await self._lead(leadership)
@@ -178,6 +179,8 @@ class Engine:
                     await self._resign()
                     self._drop_view()
                     self._leader_since = None
+                    if self._metrics is not None:
+                        self._metrics.engine_leading(False)
         finally:
             await self._resign()
 
@@ -336,6 +339,8 @@ class Engine:
             return  # relisted while planning: this plan is stale
         writes = view.writes(cut, result, drains)
         self._passes += 1
+        if self._metrics is not None:
+            self._record_view(len(set(result.unplaceable) | set(cut.held)))
         if writes:
             self._log_plan(writes, result)
             view.expect(writes)
@@ -348,16 +353,19 @@ class Engine:
                 )
             except NotLeader:
                 self._failures += 1
+                self._record_failed_tasks(writes)
                 raise
             except StoreUnavailable as exc:
                 # Some batches may have landed: the view cannot know which (B7).
                 self._failures += 1
+                self._record_failed_tasks(writes)
                 self._store_failed = True
                 log.warning("engine: etcd unavailable, nothing applied this pass: %s", exc)
                 await self._wait_store(leadership)
                 raise _Relist from exc
             except StoreError as exc:
                 self._failures += 1
+                self._record_failed_tasks(writes)
                 log.error("engine: applying the schedule failed: %s", exc)
                 raise _Relist from exc
             view.written(writes)
@@ -373,6 +381,26 @@ class Engine:
                     self._metrics.engine_tasks(task, count)
             self._reasons_written += len(writes.reasons)
         self._last_pass = self._clock.monotonic() - started
+
+    def _record_view(self, unplaceable: int) -> None:
+        assert self._metrics is not None
+        view = self._view
+        by_desired: dict[str, int] = {}
+        for job in view.jobs.values():
+            by_desired[job.desired_state.value] = by_desired.get(job.desired_state.value, 0) + 1
+        self._metrics.engine_view(by_desired, unplaceable, len(view.machines), len(view.pending))
+
+    def _record_failed_tasks(self, writes: PassWrites) -> None:
+        """Every task of a pass whose write failed counts as failed (how many of its
+        batches landed is unknown: the next pass rewrites what is missing)."""
+        if self._metrics is None:
+            return
+        for task, count in (
+            ("place", writes.placed),
+            ("unschedule", writes.removed),
+            ("rewrite", writes.rewritten),
+        ):
+            self._metrics.engine_tasks_failed(task, count)
 
     async def _drain_step(
         self, snapshot: Snapshot
