@@ -22,7 +22,7 @@ from fleet.registry.keys import DEFAULT_PREFIX
 if TYPE_CHECKING:
     from collections.abc import Awaitable
 
-    from fleet.core.model import DesiredState, Machine, UnitState
+    from fleet.core.model import ClusterInfo, DesiredState, Machine, UnitState
     from fleet.core.unitfile import UnitFile
     from fleet.core.views import UnitInfo
     from fleet.maintenance import DrainOptions, Maintenance
@@ -64,6 +64,10 @@ class FleetClient(Protocol):
 
     async def list_machines(self) -> list[Machine]:
         """Live machines sorted by id (a cordoned one carries its cordon)."""
+
+    async def cluster_info(self, *, etcd: bool = False) -> ClusterInfo:
+        """The engine leader and the lost machines; with ``etcd`` the etcd members
+        and their health too (one status request per member)."""
 
     async def cordon(self, machine_id: str, reason: str) -> None:
         """NotFound if the machine is not in the cluster."""

@@ -27,7 +27,11 @@ LISTS: dict[str, tuple[str, str, bool]] = {
         False,
     ),
     "list-units": ("unit,machine,active,sub", "unit, machine, load, active, sub, hash", True),
-    "list-machines": ("machine,ip,metadata", "machine, ip, metadata, cordon", True),
+    "list-machines": (
+        "machine,ip,metadata",
+        "machine, ip, metadata, cordon, status, leader, version, units",
+        True,
+    ),
 }
 
 
@@ -127,13 +131,31 @@ def list_machines(app: App, fields: str, full: bool, no_legend: bool, output: st
 
     columns = render.parse_fields(fields, render.MACHINE_FIELDS)
 
+    as_json = output == "json"
+
     async def body(client: FleetClient) -> int:
         machines = await client.list_machines()
-        if output == "json":
-            app.write(render.machines_json(machines))
+        context = render.MachineContext()
+        if as_json or "status" in columns or "leader" in columns:
+            info = await client.cluster_info()
+            lost = {m.machine.id: m.since for m in info.lost}
+            context = render.MachineContext(info.leader[0] if info.leader else None, None, lost)
+            if as_json or "status" in columns:  # lost machines show only with their status
+                machines = machines + [m.machine for m in info.lost]
+        if as_json or "units" in columns:
+            counts: dict[str, int] = {}
+            for state in await client.list_unit_states():
+                counts[state.machine_id] = counts.get(state.machine_id, 0) + 1
+            context = render.MachineContext(context.leader, counts, context.lost)
+        if as_json:
+            app.write(render.machines_json(machines, context))
         else:
             legend = render.Legend({}, full)
-            app.write(render.render_machines(machines, columns, legend, header=not no_legend))
+            app.write(
+                render.render_machines(
+                    machines, columns, legend, header=not no_legend, context=context
+                )
+            )
         return 0
 
     return app.run(body)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from dataclasses import field as default
 from typing import TYPE_CHECKING, Any
 
 from fleet.errors import InvalidInput
@@ -184,30 +185,69 @@ def units_json(states: Iterable[UnitState], machines: Mapping[str, Machine]) -> 
 
 # --- list-machines ---------------------------------------------------------------------
 
-MachineField = Callable[["Machine", Legend], str]
+
+@dataclass(frozen=True)
+class MachineContext:
+    """What the status, leader and units fields need beyond the machine itself."""
+
+    leader: str | None = None  # the engine leader's machine id
+    units: Mapping[str, int] | None = None  # machine id -> units with a state there
+    lost: Mapping[str, float | None] = default(default_factory=dict)  # id -> lost since
+
+    def status(self, machine: Machine) -> str:
+        if machine.id in self.lost:
+            return "lost"
+        return "ok" if machine.cordon is None else "cordoned"
+
+    def unit_count(self, machine: Machine) -> int | None:
+        return None if self.units is None else self.units.get(machine.id, 0)
+
+
+MachineField = Callable[["Machine", Legend, MachineContext], str]
+
+
+def _count(value: int | None) -> str:
+    return "" if value is None else str(value)
+
 
 MACHINE_FIELDS: dict[str, MachineField] = {
-    "machine": lambda machine, legend: legend.machine_id(machine.id),
-    "ip": lambda machine, _: machine.public_ip,
-    "metadata": lambda machine, _: metadata_text(machine.metadata),
+    "machine": lambda machine, legend, _: legend.machine_id(machine.id),
+    "ip": lambda machine, _, __: machine.public_ip,
+    "metadata": lambda machine, _, __: metadata_text(machine.metadata),
     # Not fleet's: "-" unless cordoned, then the reason (or "cordoned").
-    "cordon": lambda machine, _: "" if machine.cordon is None else machine.cordon or "cordoned",
+    "cordon": lambda machine, _, __: "" if machine.cordon is None else machine.cordon or "cordoned",
+    # Not fleet's (issue 11): ok, cordoned or lost; "*" on the engine leader; the
+    # fleetd version; how many units have a state there.
+    "status": lambda machine, _, context: context.status(machine),
+    "leader": lambda machine, _, context: "*" if machine.id == context.leader else "",
+    "version": lambda machine, _, __: machine.version,
+    "units": lambda machine, _, context: _count(context.unit_count(machine)),
 }
 DEFAULT_MACHINE_FIELDS = "machine,ip,metadata"
 
 
 def render_machines(
-    machines: Iterable[Machine], fields: Sequence[str], legend: Legend, *, header: bool = True
+    machines: Iterable[Machine],
+    fields: Sequence[str],
+    legend: Legend,
+    *,
+    header: bool = True,
+    context: MachineContext | None = None,
 ) -> str:
     ordered = sorted(machines, key=lambda machine: machine.id)
+    known = context or MachineContext()
     return _table(
         fields,
-        ([MACHINE_FIELDS[field](machine, legend) for field in fields] for machine in ordered),
+        (
+            [MACHINE_FIELDS[field](machine, legend, known) for field in fields]
+            for machine in ordered
+        ),
         header,
     )
 
 
-def machines_json(machines: Iterable[Machine]) -> str:
+def machines_json(machines: Iterable[Machine], context: MachineContext | None = None) -> str:
+    known = context or MachineContext()
     items = [
         {
             "machine_id": machine.id,
@@ -215,6 +255,11 @@ def machines_json(machines: Iterable[Machine]) -> str:
             "metadata": dict(sorted(machine.metadata.items())),
             "cordoned": machine.cordon is not None,
             "cordon_reason": machine.cordon,
+            "status": known.status(machine),
+            "lost_since": known.lost.get(machine.id),
+            "leader": machine.id == known.leader,
+            "version": machine.version or None,
+            "units": known.unit_count(machine),
         }
         for machine in sorted(machines, key=lambda machine: machine.id)
     ]

@@ -39,6 +39,7 @@ def machines_router(view: ClusterView, token_limit: int) -> APIRouter:
                         metadata=dict(m.metadata),
                         cordoned=True if m.cordon is not None else None,
                         cordonReason=m.cordon or "",
+                        version=m.version,
                     )
                     for m in page
                 ],

@@ -86,6 +86,8 @@ class Machine(_Wire):
     # Extensions: present only on a cordoned machine.
     cordoned: bool | None = None
     cordon_reason: str = Field("", alias="cordonReason")
+    # Extension: the fleetd version the machine runs.
+    version: str = ""
 
 
 class UnitPage(_Wire):

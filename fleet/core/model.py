@@ -65,6 +65,40 @@ class Machine:
 
 
 @dataclass(frozen=True, slots=True)
+class LostMachine:
+    """A machine whose presence expired without it leaving on purpose (issue 11):
+    what it last published, and since when (wall clock) an engine saw it gone
+    (None: no engine has noticed yet)."""
+
+    machine: Machine
+    since: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class EtcdMember:
+    """One etcd cluster member and how it answered a status request."""
+
+    id: str  # hex, as etcdctl prints it
+    name: str
+    client_urls: tuple[str, ...]
+    healthy: bool
+    leader: bool = False
+    version: str = ""
+    db_size: int = 0
+    error: str = ""  # why it is not healthy
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterInfo:
+    """The cluster beyond its live machines and units: who leads the engine, which
+    machines are lost, and (when asked) etcd's members."""
+
+    leader: tuple[str, str] | None  # (machine id, engine version)
+    lost: tuple[LostMachine, ...] = ()
+    etcd_members: tuple[EtcdMember, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Job:
     """The desired-state record of one unit (`job/<name>` in etcd)."""
 

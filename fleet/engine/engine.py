@@ -40,6 +40,8 @@ THREAD_THRESHOLD = 2_000
 PENDING_TTL = 10.0
 # Unreferenced unit bodies are collected every this many passes (feature B9).
 GC_EVERY_PASSES = 30
+# A machine whose presence expired stays listed as lost this long (issue 11).
+LOST_RETENTION = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,8 +84,12 @@ class Engine:
         machine_grace: float = 0.0,
         watches: bool = True,
         clock: Clock | None = None,
+        lost_retention: float = LOST_RETENTION,
     ) -> None:
         self._registry = registry
+        self._lost_retention = lost_retention
+        # The machine ids of the last sweep of lost machines (None: none this term).
+        self._swept: frozenset[str] | None = None
         self._clock = clock or SystemClock()
         self._metrics = metrics
         # fleet's disable_watches: no etcd watches; the view is relisted every interval.
@@ -205,6 +211,7 @@ class Engine:
                 await leadership.wait_lost()
 
     def _drop_view(self) -> None:
+        self._swept = None
         self._view = ClusterState()
         self._drains.reset()
         self._pending_since.clear()
@@ -290,8 +297,24 @@ class Engine:
                 await self._clock.sleep(DEBOUNCE)
             self._wake.clear()
             await self._pass(leadership)
+            await self._sweep_lost()
             if self._passes % GC_EVERY_PASSES == 0 and not self._wake.is_set():
                 await self._collect_garbage()
+
+    async def _sweep_lost(self) -> None:
+        """Record when machines went missing (and forget long-lost ones): at the start of
+        a term, whenever the set of machines changed, and with every GC."""
+        present = frozenset(self._view.machines)
+        if present == self._swept and self._passes % GC_EVERY_PASSES != 0:
+            return
+        try:
+            await self._registry.sweep_lost_machines(
+                present, self._clock.time(), self._lost_retention
+            )
+        except StoreError as exc:
+            log.warning("engine: cannot record lost machines: %s", exc)
+            return
+        self._swept = present
 
     async def _collect_garbage(self) -> None:
         try:

@@ -9,12 +9,20 @@ string: the adapter decodes its own keys into :mod:`fleet.ports.events`.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from fleet.core.maintenance import Cordon, DrainRequest, DrainStatus
-from fleet.core.model import DesiredState, Job, Machine, PlacementReason, UnitState
+from fleet.core.model import (
+    DesiredState,
+    EtcdMember,
+    Job,
+    LostMachine,
+    Machine,
+    PlacementReason,
+    UnitState,
+)
 from fleet.ports.events import RegistryEvent, Scope
 
 
@@ -78,6 +86,12 @@ class ClusterView(Protocol):
 
     async def get_leader(self) -> tuple[str, str] | None:
         """(machine id, engine version) of the engine leader, if there is one."""
+
+    async def list_lost_machines(self) -> list[LostMachine]:
+        """Machines whose presence expired without leaving on purpose, by id."""
+
+    async def etcd_members(self) -> list[EtcdMember]:
+        """The etcd cluster's members and their health."""
 
 
 class MaintenanceStore(Protocol):
@@ -173,6 +187,12 @@ class EngineStore(Protocol):
 
     async def collect_garbage(self) -> int:
         """Delete unit bodies no unit refers to (feature B9); how many."""
+
+    async def sweep_lost_machines(
+        self, present: Collection[str], now: float, retention: float
+    ) -> None:
+        """Stamp absent machines' records as lost since ``now``; forget those lost for
+        longer than ``retention`` seconds."""
 
 
 class MachineLease(HeldLease, Protocol):

@@ -114,6 +114,7 @@ class EtcdConnection:
         self.kv: Any = None
         self.lease: Any = None
         self.maintenance: Any = None
+        self.cluster: Any = None
         self._watch_stub: Any = None
 
     @property
@@ -121,19 +122,36 @@ class EtcdConnection:
         return self.endpoints[self._index].url
 
     def _open(self, endpoint: Endpoint) -> None:
-        if endpoint.tls:
-            creds = grpc.ssl_channel_credentials(
-                root_certificates=self._ca, private_key=self._key, certificate_chain=self._cert
-            )
-            channel = grpc.aio.secure_channel(endpoint.target, creds, options=_CHANNEL_OPTIONS)
-        else:
-            channel = grpc.aio.insecure_channel(endpoint.target, options=_CHANNEL_OPTIONS)
+        channel = self._channel_to(endpoint)
         self._channel = channel
         self.kv = rpc.KVStub(channel)
         self.lease = rpc.LeaseStub(channel)
         self.maintenance = rpc.MaintenanceStub(channel)
+        self.cluster = rpc.ClusterStub(channel)
         self._watch_stub = rpc.WatchStub(channel)
         self._metadata = ()
+
+    def _channel_to(self, endpoint: Endpoint) -> grpc.aio.Channel:
+        if endpoint.tls:
+            creds = grpc.ssl_channel_credentials(
+                root_certificates=self._ca, private_key=self._key, certificate_chain=self._cert
+            )
+            return grpc.aio.secure_channel(endpoint.target, creds, options=_CHANNEL_OPTIONS)
+        return grpc.aio.insecure_channel(endpoint.target, options=_CHANNEL_OPTIONS)
+
+    async def status_of(self, url: str) -> Any:
+        """Maintenance.Status of the member at ``url`` over a channel of its own (the
+        member may not be the one in use), within the deadline."""
+        (endpoint,) = parse_endpoints([url])
+        channel = self._channel_to(endpoint)
+        try:
+            return await rpc.MaintenanceStub(channel).Status(
+                rpc.StatusRequest(), timeout=self.timeout, metadata=self._metadata
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise translate(exc, url) from exc
+        finally:
+            await channel.close()
 
     async def _close_channel(self) -> None:
         if self._channel is not None:

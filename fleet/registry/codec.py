@@ -154,6 +154,22 @@ def encode_machine(machine: Machine) -> bytes:
     )
 
 
+def encode_seen(machine: Machine, lost_since: float | None = None) -> bytes:
+    """The lease-less record of a machine: what it published, and since when it is
+    lost (None while present, or before an engine noticed)."""
+    obj = json.loads(encode_machine(machine))
+    obj["lost_since"] = lost_since
+    return _dump(obj)
+
+
+def decode_seen(raw: bytes, where: str) -> tuple[Machine, float | None]:
+    obj = _load(raw, where)
+    since = obj.get("lost_since")
+    if since is not None and (isinstance(since, bool) or not isinstance(since, int | float)):
+        raise StoreError(f"corrupt value at {where}: 'lost_since' is not a number")
+    return decode_machine(raw, where), None if since is None else float(since)
+
+
 def decode_machine(raw: bytes, where: str) -> Machine:
     obj = _load(raw, where)
     caps = obj.get("capabilities", {})

@@ -23,6 +23,7 @@ SCHEDULE = "schedule/"
 REASON = "reason/"
 MACHINE = "machine/"
 MACHINE_METADATA = "machine-metadata/"
+MACHINE_SEEN = "machine-seen/"
 STATE = "state/"
 ENGINE_LEADER = "engine/leader"
 MAINTENANCE = "maintenance/"
@@ -125,6 +126,13 @@ class Keys:
 
     def machines(self) -> bytes:
         return self._key(MACHINE)
+
+    def machine_seen(self, machine_id: str) -> bytes:
+        """The lease-less record of a machine that joined (lost machines, issue 11)."""
+        return self._key(MACHINE_SEEN + _segment("machine id", machine_id))
+
+    def machines_seen(self) -> bytes:
+        return self._key(MACHINE_SEEN)
 
     def machine_metadata(self, machine_id: str, key: str) -> bytes:
         return self._key(

@@ -8,19 +8,22 @@ agent's reads: its schedule, its dynamic metadata and the global units.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
+from collections.abc import Collection
+from typing import Any
 
 from aetcd import rpc
 
-from fleet.core.model import Job, Machine, UnitState
-from fleet.errors import AlreadyExists, StoreError
+from fleet.core.model import EtcdMember, Job, LostMachine, Machine, UnitState
+from fleet.errors import AlreadyExists, InvalidConfig, StoreError
 from fleet.ports.registry import MachineLease
 from fleet.registry import codec
 from fleet.registry.base import RegistryBase
 from fleet.registry.keys import Keys
 from fleet.registry.leases import EtcdMachineLease, HeldLease
-from fleet.registry.ops import created, on_lease, put
+from fleet.registry.ops import created, delete, modified, on_lease, put
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +36,8 @@ class PresenceRegistry(RegistryBase):
         lease_id = await self._grant(ttl)
         try:
             response = await self._txn(
-                [created(key, 0)], [put(key, codec.encode_machine(machine), lease_id)]
+                [created(key, 0)],
+                [put(key, codec.encode_machine(machine), lease_id), self._seen(machine)],
             )
         except BaseException:
             await self._revoke_quietly(lease_id)
@@ -73,7 +77,8 @@ class PresenceRegistry(RegistryBase):
         if await self.connection.keepalive_once(lease_id) <= 0:
             return None
         response = await self._txn(
-            [on_lease(key, lease_id)], [put(key, codec.encode_machine(machine), lease_id)]
+            [on_lease(key, lease_id)],
+            [put(key, codec.encode_machine(machine), lease_id), self._seen(machine)],
         )
         if not response.succeeded:
             await self._revoke(lease_id)
@@ -85,11 +90,83 @@ class PresenceRegistry(RegistryBase):
     async def update_machine(self, lease: MachineLease, machine: Machine) -> None:
         held = self._held(lease, EtcdMachineLease)
         await self._put_on_lease(held, self.keys.machine(machine.id), codec.encode_machine(machine))
+        await self._txn([], [self._seen(machine)])
 
     async def unregister_machine(self, lease: MachineLease) -> None:
         held = self._held(lease, EtcdMachineLease)
         held.mark_lost("unregistered")
         await self._revoke(held.lease_id)
+        # Left on purpose: not lost.
+        await self._txn([], [delete(self.keys.machine_seen(held.machine_id))])
+
+    async def list_lost_machines(self) -> list[LostMachine]:
+        """Machines that joined and whose presence is gone without leaving on purpose,
+        sorted by id (kept by the engine for its ``lost_retention``)."""
+        (seen_kvs, machine_kvs), _ = await self._snapshot(
+            self.keys.machines_seen(), self.keys.machines()
+        )
+        present = {self.keys.relative(kv.key).removeprefix("machine/") for kv in machine_kvs}
+        lost = []
+        for kv in seen_kvs:
+            machine, since = codec.decode_seen(kv.value, self._where(kv.key))
+            if machine.id not in present:
+                lost.append(LostMachine(machine, since))
+        return sorted(lost, key=lambda lost: lost.machine.id)
+
+    async def sweep_lost_machines(
+        self, present: Collection[str], now: float, retention: float
+    ) -> None:
+        """Stamp the records of absent machines with ``now`` (the first time they are
+        seen absent) and delete those lost for longer than ``retention`` seconds.
+        Each write is guarded by the record's revision: a machine registering again
+        meanwhile wins."""
+        kvs, _ = await self._range(self.keys.machines_seen())
+        for kv in kvs:
+            machine, since = codec.decode_seen(kv.value, self._where(kv.key))
+            if machine.id in present:
+                continue
+            guard = [modified(kv.key, int(kv.mod_revision))]
+            if since is None:
+                await self._txn(guard, [put(kv.key, codec.encode_seen(machine, now))])
+            elif now - since > retention:
+                await self._txn(guard, [delete(kv.key)])
+
+    async def etcd_members(self) -> list[EtcdMember]:
+        """etcd's members (from the one in use), each asked for its status."""
+        response = await self.connection.call("cluster", "MemberList", rpc.MemberListRequest())
+        members = list(response.members)
+
+        async def status(member: Any) -> tuple[Any, str]:
+            urls = list(member.clientURLs)
+            if not urls:
+                return None, "no client URL (not started yet?)"
+            try:
+                answer = await self.connection.status_of(urls[0])
+            except (StoreError, InvalidConfig) as exc:
+                return None, str(exc)
+            errors = "; ".join(answer.errors)
+            return answer, errors
+
+        answers = await asyncio.gather(*(status(m) for m in members))
+        leader = next((int(a.leader) for a, _ in answers if a is not None and a.leader), 0)
+        found = []
+        for member, (answer, error) in zip(members, answers, strict=True):
+            found.append(
+                EtcdMember(
+                    id=f"{int(member.ID):x}",
+                    name=str(member.name),
+                    client_urls=tuple(member.clientURLs),
+                    healthy=answer is not None and not error,
+                    leader=int(member.ID) == leader,
+                    version=str(answer.version) if answer is not None else "",
+                    db_size=int(answer.dbSize) if answer is not None else 0,
+                    error=error,
+                )
+            )
+        return sorted(found, key=lambda m: m.name or m.id)
+
+    def _seen(self, machine: Machine) -> Any:
+        return put(self.keys.machine_seen(machine.id), codec.encode_seen(machine))
 
     async def machine_schedule(self, machine_id: str) -> dict[str, Job]:
         kvs, _ = await self._range(self.keys.schedules(machine_id))

@@ -111,4 +111,26 @@ list_units = _filtered_list_command(
 )
 list_machines = _list_command("list-machines", "Enumerate the current hosts in the cluster.")
 
-COMMANDS = (list_unit_files, list_units, list_machines)
+
+@click.command(
+    "cluster-status",
+    help="Show the cluster's health on one screen: the engine leader, etcd's members and "
+    "their health, machines (ok, cordoned, lost), units by state and the units that "
+    "cannot be placed.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Choice(["table", "json"], case_sensitive=False),
+    default="table",
+    show_default=True,
+    help="Output format: text, or one JSON object.",
+)
+@pass_app
+def cluster_status(app: App, output: str) -> int:
+    from fleetctl.clusterstatus import cluster_status as body
+
+    return body(app, output.lower())
+
+
+COMMANDS = (list_unit_files, list_units, list_machines, cluster_status)

@@ -33,6 +33,7 @@ from fleet.errors import (
 )
 from fleetctl.drivers.http import HttpConnection, ProtocolError, Reply
 from fleetctl.drivers.wire import (
+    cluster_info_from_wire,
     machine_from_wire,
     maintenance_from_wire,
     unit_info_from_wire,
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
 
     import httpx
 
-    from fleet.core.model import DesiredState, Machine, UnitState
+    from fleet.core.model import ClusterInfo, DesiredState, Machine, UnitState
     from fleet.core.unitfile import UnitFile
     from fleet.core.views import UnitInfo
     from fleet.maintenance import DrainOptions, Maintenance
@@ -315,6 +316,11 @@ class ApiClient:
     async def list_machines(self) -> list[Machine]:
         machines = list(map(machine_from_wire, await self._pages("machines", "machines")))
         return sorted(machines, key=lambda m: m.id)
+
+    async def cluster_info(self, *, etcd: bool = False) -> ClusterInfo:
+        response = await self._request("GET", "cluster", params={"etcd": "1"} if etcd else None)
+        _raise_for(response, self.endpoint)
+        return cluster_info_from_wire(response.json())
 
     async def update_machine_metadata(
         self, machine_id: str, changes: Mapping[str, str | None]

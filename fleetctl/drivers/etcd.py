@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, TypeVar
 
 from fleet import __version__, machines, maintenance, units
-from fleet.core.model import DesiredState, Machine, UnitState
+from fleet.core.model import ClusterInfo, DesiredState, Machine, UnitState
 from fleet.errors import StoreUnavailable
 
 if TYPE_CHECKING:
@@ -84,6 +84,13 @@ class EtcdFleetClient:
 
     async def list_machines(self) -> list[Machine]:
         return await self._call(self._registry.list_machines())
+
+    async def cluster_info(self, *, etcd: bool = False) -> ClusterInfo:
+        registry = self._registry
+        leader = await self._call(registry.get_leader())
+        lost = await self._call(registry.list_lost_machines())
+        members = await self._call(registry.etcd_members()) if etcd else []
+        return ClusterInfo(leader, tuple(lost), tuple(members))
 
     async def cordon(self, machine_id: str, reason: str) -> None:
         await self._call(maintenance.cordon(self._registry, machine_id, reason, time.time()))

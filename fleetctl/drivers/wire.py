@@ -16,6 +16,7 @@ from fleet.core.model import DesiredState, Machine, UnitState
 from fleet.errors import APIError, InvalidInput
 
 if TYPE_CHECKING:
+    from fleet.core.model import ClusterInfo
     from fleet.core.unitfile import UnitFile
     from fleet.core.views import UnitInfo
     from fleet.maintenance import Maintenance
@@ -105,6 +106,39 @@ def machine_from_wire(wire: dict[str, Any]) -> Machine:
         public_ip=str(wire.get("primaryIP", "")),
         metadata={str(k): str(v) for k, v in metadata.items()},
         cordon=str(wire.get("cordonReason", "")) if wire.get("cordoned") else None,
+        version=str(wire.get("version", "")),
+    )
+
+
+def cluster_info_from_wire(wire: dict[str, Any]) -> ClusterInfo:
+    """``GET /cluster`` (fleet.api.routes_cluster) as a :class:`ClusterInfo`."""
+    from fleet.core.model import ClusterInfo, EtcdMember, LostMachine
+
+    leader = wire.get("leader")
+    lost = tuple(
+        LostMachine(
+            machine_from_wire(item),
+            None if item.get("lostSince") is None else float(item["lostSince"]),
+        )
+        for item in wire.get("lostMachines") or []
+    )
+    members = tuple(
+        EtcdMember(
+            id=str(item.get("id", "")),
+            name=str(item.get("name", "")),
+            client_urls=tuple(str(u) for u in item.get("clientURLs") or []),
+            healthy=bool(item.get("healthy")),
+            leader=bool(item.get("leader")),
+            version=str(item.get("version", "")),
+            db_size=int(item.get("dbSize") or 0),
+            error=str(item.get("error", "")),
+        )
+        for item in wire.get("etcdMembers") or []
+    )
+    return ClusterInfo(
+        (str(leader["machineID"]), str(leader.get("version", ""))) if leader else None,
+        lost,
+        members,
     )
 
 
