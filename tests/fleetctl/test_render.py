@@ -196,6 +196,11 @@ def test_units_and_machines_json() -> None:
             "metadata": {"az": "a", "region": "us"},
             "cordoned": False,
             "cordon_reason": None,
+            "status": "ok",
+            "lost_since": None,
+            "leader": False,
+            "version": None,
+            "units": None,
         }
     ]
 
