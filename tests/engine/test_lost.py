@@ -42,7 +42,8 @@ async def test_engine_records_and_forgets_lost_machines(
             (only,) = lost
             assert only.machine.id == B
             assert only.machine.public_ip == "127.0.0.1"
-            assert only.since is not None and before <= only.since <= time.time()
+            assert only.since is not None
+            assert before <= only.since <= time.time()
 
             # Leaving on purpose is not being lost.
             lease, own = cluster.machine_leases[C]
@@ -52,7 +53,7 @@ async def test_engine_records_and_forgets_lost_machines(
 
             # After the retention the record is gone.
             await eventually(
-                lambda: registry.list_lost_machines(),
+                registry.list_lost_machines,
                 lambda found: found == [],
                 timeout=10.0,
                 what="B forgotten",
@@ -70,7 +71,7 @@ async def test_a_machine_that_registers_again_is_not_lost(
         await cluster.add_simulated_machine(B)
         registry = await cluster.new_registry()
         await cluster.kill_simulated_machine(B)
-        await eventually(lambda: registry.list_lost_machines(), timeout=10.0, what="B lost")
+        await eventually(registry.list_lost_machines, timeout=10.0, what="B lost")
         # No engine noticed yet: lost, since unknown.
         assert await registry.list_lost_machines() == [LostMachine(Machine(B, "127.0.0.1"), None)]
         await cluster.add_simulated_machine(B)

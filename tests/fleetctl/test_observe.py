@@ -173,7 +173,8 @@ async def test_cluster_status_on_one_screen(etcd: EtcdProcess, etcd_prefix: str)
         assert text.code == 0, text.err
         lines = text.out.splitlines()
         assert lines[0].split(None, 2)[2] == f"{M2} (10.0.0.2), version 0.0.9"
-        assert "etcd:" in lines[1] and "1 members, 1 healthy" in lines[1]
+        assert lines[1].startswith("etcd:")
+        assert lines[1].endswith("1 members, 1 healthy")
         assert lines[2].endswith("3: 1 ok, 1 cordoned, 1 lost")
         assert lines[3].endswith("5: 3 launched, 1 loaded, 1 inactive")
         assert lines[4].endswith("1 active, 1 failed, 1 inactive")
@@ -184,7 +185,8 @@ async def test_cluster_status_on_one_screen(etcd: EtcdProcess, etcd_prefix: str)
         body = json.loads((await each(flags, "cluster-status", "-o", "json")).out)
         assert body["leader"] == {"machine_id": M2, "ip": "10.0.0.2", "version": "0.0.9"}
         (member,) = body["etcd_members"]
-        assert member["healthy"] is True and member["leader"] is True
+        assert member["healthy"] is True
+        assert member["leader"] is True
         assert member["client_urls"] == [etcd.endpoint]
         assert member["version"]
         assert body["machines"] == {"total": 3, "ok": 1, "cordoned": 1, "lost": 1}
