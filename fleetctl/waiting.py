@@ -26,6 +26,11 @@ if TYPE_CHECKING:
     from fleet.core.views import UnitInfo
     from fleet.ports import Clock
     from fleetctl.client import FleetClient
+    from fleetctl.progress import LiveRows
+
+# names, title -> a live view of those units, or None (not a terminal, one unit).
+LiveFactory = Callable[[Sequence[str], str], "LiveRows | None"]
+DONE, FAILED, WAITING = "done", "failed", "waiting"  # as fleetctl.progress says them
 
 T = TypeVar("T")
 
@@ -80,6 +85,7 @@ class Waiter:
     clock: Clock
     echo: Callable[[str], None]
     machines: dict[str, Machine] = field(default_factory=dict)
+    live: LiveFactory | None = None
     _machines_read: bool = False
 
     def _deadline(self, attempts: int) -> float | None:
@@ -108,6 +114,19 @@ class Waiter:
         Global units have no current state: their desired state is what counts.
         """
         pending = list(dict.fromkeys(names))
+        rows = self.live(pending, f"Waiting for {target}") if self.live else None
+        try:
+            await self._wait_unit_states(pending, target, attempts, rows)
+        finally:
+            if rows is not None:
+                rows.close()
+
+    async def _machine_text(self, machine_id: str | None) -> str:
+        return (await self.legend(machine_id)).machine(machine_id) if machine_id else ""
+
+    async def _wait_unit_states(
+        self, pending: list[str], target: DesiredState, attempts: int, rows: LiveRows | None
+    ) -> None:
         deadline = self._deadline(attempts)
         last: dict[str, UnitInfo] = {}
         while pending:
@@ -119,16 +138,29 @@ class Waiter:
                     continue
                 last[name] = info
                 state = info.desired if info.is_global else info.current
+                where = await self._machine_text(info.machine_id) if rows is not None else ""
                 if state == target:
-                    self.echo(state_reached_line(info, await self.legend(info.machine_id)))
+                    if rows is None:
+                        self.echo(state_reached_line(info, await self.legend(info.machine_id)))
+                    else:
+                        rows.update(name, str(state), where, DONE)
                     pending.remove(name)
                 elif target is DesiredState.INACTIVE:
-                    continue
+                    if rows is not None:
+                        rows.update(name, _describe_info(info), where)
                 elif info.reason:
+                    if rows is not None:
+                        rows.update(name, f"cannot be placed: {info.reason}", where, FAILED)
                     raise Unplaceable(f"Unit {name} cannot be placed: {info.reason}")
                 elif info.failure:
                     failures.append(f"Unit {name} {info.failure}")
+                    if rows is not None:
+                        rows.update(name, info.failure, where, FAILED)
                     pending.remove(name)
+                elif rows is not None:
+                    rows.update(name, _describe_info(info), where)
+            if rows is not None:
+                rows.refresh()
             if failures:
                 raise UnitFailed("\n".join(failures))
             if pending and not await self._pause(deadline):
@@ -139,6 +171,16 @@ class Waiter:
         Running is success; a unit that ran and exited successfully is success,
         said so; failures end the wait with one line per unit (UnitFailed)."""
         pending = {info.name: info.machine_id for info in infos}
+        rows = self.live(list(pending), "Waiting for systemd") if self.live else None
+        try:
+            await self._wait_launch_outcomes(pending, attempts, rows)
+        finally:
+            if rows is not None:
+                rows.close()
+
+    async def _wait_launch_outcomes(
+        self, pending: dict[str, str | None], attempts: int, rows: LiveRows | None
+    ) -> None:
         deadline = self._deadline(attempts)
         last: dict[str, UnitState] = {}
         failures: list[str] = []
@@ -148,16 +190,29 @@ class Waiter:
                     continue
                 last[state.name] = state
                 verdict = launch_outcome(state)
-                if verdict.outcome is Outcome.WAITING:
-                    continue
-                if verdict.outcome is Outcome.RUNNING and state.load_state != "loaded":
+                waiting = verdict.outcome is Outcome.WAITING or (
+                    verdict.outcome is Outcome.RUNNING and state.load_state != "loaded"
+                )
+                if waiting:
+                    if rows is not None:
+                        where = await self._machine_text(state.machine_id)
+                        rows.update(state.name, _describe_state(state), where)
                     continue
                 del pending[state.name]
                 where = (await self.legend(state.machine_id)).machine(state.machine_id)
                 if verdict.outcome is Outcome.EXITED:
-                    self.echo(f"Unit {state.name} ran and exited successfully on {where}")
+                    if rows is None:
+                        self.echo(f"Unit {state.name} ran and exited successfully on {where}")
+                    else:
+                        rows.update(state.name, "ran and exited successfully", where, DONE)
                 elif verdict.outcome is Outcome.FAILED:
                     failures.append(_failed_line(state.name, where, verdict.detail))
+                    if rows is not None:
+                        rows.update(state.name, f"failed: {verdict.detail}", where, FAILED)
+                elif rows is not None:
+                    rows.update(state.name, _describe_state(state), where, DONE)
+            if rows is not None:
+                rows.refresh()
             if pending and not await self._pause(deadline):
                 timeout = _timed_out(
                     sorted(pending), "active", _seen(sorted(pending), last, _describe_state)

@@ -129,9 +129,15 @@ async def registry_units(client: FleetClient, targets: Sequence[UnitArg]) -> lis
 
 
 def waiter(app: App, client: FleetClient) -> Waiter:
+    """The command's waiter: on a terminal, with a live row per unit when it waits for
+    several (fleetctl.progress); elsewhere fleet's lines."""
+    from fleetctl.progress import LiveRows, wants_live
     from fleetctl.waiting import Waiter
 
-    return Waiter(client, app.clock(), app.echo)
+    def live(names: Sequence[str], title: str) -> LiveRows | None:
+        return LiveRows(app.out, names, title) if wants_live(app.out, len(names)) else None
+
+    return Waiter(client, app.clock(), app.echo, live=live)
 
 
 def block_options(func: Callable[..., Any]) -> Callable[..., Any]:
