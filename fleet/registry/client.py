@@ -115,19 +115,26 @@ class EtcdConnection:
         self.lease: Any = None
         self.maintenance: Any = None
         self._watch_stub: Any = None
+        self._keepalive_channel: grpc.aio.Channel | None = None
+        self._keepalive_stub: Any = None
 
     @property
     def url(self) -> str:
         return self.endpoints[self._index].url
 
-    def _open(self, endpoint: Endpoint) -> None:
+    def _new_channel(
+        self, endpoint: Endpoint, extra: tuple[tuple[str, Any], ...] = ()
+    ) -> grpc.aio.Channel:
+        options = (*_CHANNEL_OPTIONS, *extra)
         if endpoint.tls:
             creds = grpc.ssl_channel_credentials(
                 root_certificates=self._ca, private_key=self._key, certificate_chain=self._cert
             )
-            channel = grpc.aio.secure_channel(endpoint.target, creds, options=_CHANNEL_OPTIONS)
-        else:
-            channel = grpc.aio.insecure_channel(endpoint.target, options=_CHANNEL_OPTIONS)
+            return grpc.aio.secure_channel(endpoint.target, creds, options=options)
+        return grpc.aio.insecure_channel(endpoint.target, options=options)
+
+    def _open(self, endpoint: Endpoint) -> None:
+        channel = self._new_channel(endpoint)
         self._channel = channel
         self.kv = rpc.KVStub(channel)
         self.lease = rpc.LeaseStub(channel)
@@ -169,6 +176,9 @@ class EtcdConnection:
         raise StoreUnavailable("; ".join(failures))
 
     async def close(self) -> None:
+        if self._keepalive_channel is not None:
+            channel, self._keepalive_channel = self._keepalive_channel, None
+            await channel.close()
         for old in self._retired:
             await old.close()
         self._retired = []
@@ -188,6 +198,8 @@ class EtcdConnection:
         self._retired = [failed]
         self._index = (self._index + 1) % len(self.endpoints)
         self._open(self.endpoints[self._index])
+        if self._keepalive_channel is not None:
+            await self._open_keepalive_channel()  # follow to the next endpoint
         with contextlib.suppress(grpc.aio.AioRpcError):
             await self._authenticate()
 
@@ -224,17 +236,28 @@ class EtcdConnection:
         except grpc.aio.AioRpcError as exc:
             raise translate(exc, self.url) from exc
 
-    async def keepalive_once(self, lease_id: int) -> int:
-        """Refresh a lease; returns the TTL etcd granted (0: the lease is gone)."""
+    async def keepalive_once(
+        self, lease_id: int, deadline: float | None = None, fresh: bool = False
+    ) -> int:
+        """Refresh a lease within ``deadline`` (default: the request timeout); returns
+        the TTL etcd granted (0: the lease is gone).
+
+        Keepalives go over a channel of their own. With ``fresh`` it is a new one (a
+        new TCP connection): after a refresh failed, the old connection may be stuck
+        in a blackout's retransmission back-off long after the network is back."""
 
         async def one_request() -> AsyncIterator[Any]:
             yield rpc.LeaseKeepAliveRequest(ID=lease_id)
 
         if self._channel is None:
             self._open(self.endpoints[self._index])
+        if fresh or self._keepalive_channel is None:
+            await self._open_keepalive_channel()
         channel = self._channel
-        call = self.lease.LeaseKeepAlive(
-            one_request(), timeout=self.timeout, metadata=self._metadata
+        assert self._keepalive_stub is not None
+        timeout = self.timeout if deadline is None else min(deadline, self.timeout)
+        call = self._keepalive_stub.LeaseKeepAlive(
+            one_request(), timeout=timeout, metadata=self._metadata
         )
         try:
             async for reply in call:
@@ -247,6 +270,17 @@ class EtcdConnection:
         finally:
             call.cancel()
         raise StoreUnavailable(f"cannot reach etcd at {self.url}: keepalive stream closed")
+
+    async def _open_keepalive_channel(self) -> None:
+        old, self._keepalive_channel = self._keepalive_channel, None
+        if old is not None:
+            await old.close()
+        # A subchannel of its own: gRPC would otherwise share the stuck connection.
+        channel = self._new_channel(
+            self.endpoints[self._index], (("grpc.use_local_subchannel_pool", 1),)
+        )
+        self._keepalive_channel = channel
+        self._keepalive_stub = rpc.LeaseStub(channel)
 
     async def watch(self, key: bytes, end: bytes, start_revision: int) -> AsyncGenerator[Any, None]:
         """Raw WatchResponses of one fresh stream. The first item is the

@@ -583,6 +583,7 @@ def test_stop_after_disconnect_given_twice_or_on_a_global_unit() -> None:
     with pytest.raises(InvalidRequirements, match="StopAfterDisconnect is given 2 times"):
         parse("StopAfterDisconnect=1s", "StopAfterDisconnect=2s")
     with pytest.raises(
-        InvalidRequirements, match=r"^\[X-Fleet\] Global cannot be combined with StopAfterDisconnect$"
+        InvalidRequirements,
+        match=r"^\[X-Fleet\] Global cannot be combined with StopAfterDisconnect$",
     ):
         parse("Global=true", "StopAfterDisconnect=1s")
