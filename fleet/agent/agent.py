@@ -11,7 +11,8 @@ a working agent.
 
 Two promises beyond fleet: an unreachable store changes nothing locally (B7),
 and a restarted agent adopts the unit files it finds instead of reloading or
-restarting them (B8).
+restarting them (B8). A unit may opt out of the first with
+``StopAfterDisconnect`` (:mod:`fleet.agent.disconnect`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from fleet.agent.desired import DesiredReader
+from fleet.agent.disconnect import DisconnectGuard
 from fleet.agent.executor import ActionExecutor
 from fleet.agent.presence import Presence
 from fleet.agent.reconcile import Reconciler
@@ -122,6 +124,9 @@ class Agent:
             debounce=debounce,
             retry_interval=retry_interval,
         )
+        self.guard = DisconnectGuard(
+            self.presence, systemd, self.units, self.executor.current, clock
+        )
         self.reconciler = Reconciler(
             DesiredReader(store, machine),
             self.executor,
@@ -132,6 +137,7 @@ class Agent:
             debounce=debounce,
             after_pass=self.states.mark_dirty,
             on_error=self._report,
+            may_start=self.guard.may_start,
         )
 
     # ---- public ---------------------------------------------------------------------
@@ -180,6 +186,7 @@ class Agent:
             ("agent-reconcile", self.reconciler.run()),
             ("agent-states", self.states.run()),
             ("agent-systemd", self.states.follow(changes)),
+            ("agent-disconnect", self.guard.run()),
         ]
         if self.watches:  # else fleet's disable_watches: the periodic resync alone drives it
             parts += [

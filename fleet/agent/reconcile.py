@@ -5,7 +5,10 @@ asks the pure :func:`fleet.core.agent_plan.plan_agent` what to do and has the
 :class:`~fleet.agent.executor.ActionExecutor` do it. A pass that could not
 read the store is retried after ``retry_interval`` and changes nothing (B7); a
 pass with failed units runs again when the first of them may be retried.
-Passes run only while the machine's presence is held.
+Passes run only while the machine's presence is held. A unit whose
+``StopAfterDisconnect`` has run out (:mod:`fleet.agent.disconnect`) is not
+started until the presence is confirmed again; the pass then counts as failed,
+so it is retried after ``retry_interval``.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from collections.abc import Callable
 
 from fleet.agent.desired import DesiredReader
 from fleet.agent.executor import ActionExecutor
-from fleet.core.agent_plan import plan_agent
+from fleet.core.agent_plan import ActionKind, plan_agent
 from fleet.errors import StoreError
 from fleet.ports import Clock
 
@@ -37,6 +40,7 @@ class Reconciler:
         debounce: float,
         after_pass: Callable[[], None],
         on_error: Callable[[str], None],
+        may_start: Callable[[str, str], bool] = lambda name, hash: True,
     ) -> None:
         self.desired = desired
         self.executor = executor
@@ -48,6 +52,7 @@ class Reconciler:
         self.passes = 0  # completed passes (every action succeeded)
         self._after_pass = after_pass
         self._on_error = on_error
+        self._may_start = may_start
         self._wake = asyncio.Event()
 
     def wake(self) -> None:
@@ -78,7 +83,20 @@ class Reconciler:
             log.warning("cannot read the desired units (changing nothing): %s", exc)
             self._on_error(str(exc))
             return False
-        ok = await self.executor.execute_plan(plan_agent(desired, self.executor.current), desired)
+        actions = plan_agent(desired, self.executor.current)
+        # A unit whose StopAfterDisconnect ran out starts once the presence is confirmed.
+        held = [
+            a
+            for a in actions
+            if a.kind is ActionKind.START and not self._may_start(a.unit, desired[a.unit].hash)
+        ]
+        if held:
+            log.info(
+                "presence not confirmed: holding back the start of %s",
+                ", ".join(a.unit for a in held),
+            )
+            actions = [a for a in actions if a not in held]
+        ok = await self.executor.execute_plan(actions, desired) and not held
         if ok:
             self.passes += 1
         self._after_pass()
