@@ -28,8 +28,9 @@ from typing import Any, Protocol
 from fleet.agent.desired import DesiredReader
 from fleet.agent.disconnect import DisconnectGuard
 from fleet.agent.executor import ActionExecutor
+from fleet.agent.localreqs import LocalRequirements
 from fleet.agent.presence import Presence
-from fleet.agent.reconcile import Reconciler
+from fleet.agent.reconcile import ConflictGate, Reconciler
 from fleet.agent.states import StatePublisher
 from fleet.agent.unitdir import UnitDirectory
 from fleet.agent.watches import agent_scopes, wake_on_changes
@@ -124,8 +125,9 @@ class Agent:
             debounce=debounce,
             retry_interval=retry_interval,
         )
+        self.requirements = LocalRequirements(self.units)
         self.guard = DisconnectGuard(
-            self.presence, systemd, self.units, self.executor.current, clock
+            self.presence, systemd, self.requirements, self.executor.current, clock
         )
         self.reconciler = Reconciler(
             DesiredReader(store, machine),
@@ -138,6 +140,7 @@ class Agent:
             after_pass=self.states.mark_dirty,
             on_error=self._report,
             may_start=self.guard.may_start,
+            conflicts=ConflictGate(systemd, self.requirements, self.executor.current),
         )
 
     # ---- public ---------------------------------------------------------------------

@@ -19,15 +19,12 @@ on disk (parsed once per hash), so the guard needs no etcd to act.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 
+from fleet.agent.localreqs import LocalRequirements
 from fleet.agent.presence import Presence
-from fleet.agent.unitdir import UnitDirectory
 from fleet.core.agent_plan import CurrentUnit
 from fleet.core.model import DesiredState
-from fleet.core.requirements import parse_requirements
-from fleet.core.unitfile import UnitFile
 from fleet.errors import FleetError
 from fleet.ports import Clock, SystemdManager
 
@@ -42,17 +39,16 @@ class DisconnectGuard:
         self,
         presence: Presence,
         systemd: SystemdManager,
-        units: UnitDirectory,
+        requirements: LocalRequirements,
         current: dict[str, CurrentUnit],
         clock: Clock,
     ) -> None:
         self.presence = presence
         self.systemd = systemd
-        self.units = units
+        self.requirements = requirements
         self.current = current
         self.clock = clock
         self.stopped: list[str] = []  # units this guard stopped, in order (for tests and logs)
-        self._policies: dict[tuple[str, str], float | None] = {}
         # Until a presence is held, the disconnect counts from the agent's start.
         self._contact = clock.monotonic()
 
@@ -65,17 +61,8 @@ class DisconnectGuard:
 
     def policy(self, name: str, hash: str) -> float | None:
         """The unit's StopAfterDisconnect in seconds (None: keep running), from its file."""
-        key = (name, hash)
-        if key in self._policies:
-            return self._policies[key]
-        body = None
-        with contextlib.suppress(FleetError, OSError):
-            body = self.units.read(name)
-        if body is None:
-            return None  # not written yet (a unit loaded and started in one pass)
-        self._policies = {k: v for k, v in self._policies.items() if k[0] != name}
-        self._policies[key] = policy = self._parse_policy(name, body)
-        return policy
+        reqs = self.requirements.get(name, hash)
+        return None if reqs is None else reqs.stop_after_disconnect
 
     def may_start(self, name: str, hash: str) -> bool:
         """False while the unit's StopAfterDisconnect has run out (it would be stopped
@@ -114,11 +101,3 @@ class DisconnectGuard:
                 # Launched again (by the reconciler) once the presence is confirmed.
                 self.current[name] = CurrentUnit(unit.hash, DesiredState.LOADED)
             self.stopped.append(name)
-
-    @staticmethod
-    def _parse_policy(name: str, body: bytes) -> float | None:
-        try:
-            return parse_requirements(name, UnitFile.parse(body.decode())).stop_after_disconnect
-        except (FleetError, UnicodeDecodeError) as exc:
-            log.warning("unit %s: cannot read its [X-Fleet] section: %s", name, exc)
-            return None
