@@ -48,7 +48,8 @@ def cluster() -> Iterator[Cluster]:
     try:
         yield make(3, agent_ttl=AGENT_TTL)
     finally:
-        clusters.close()
+        for _ in clusters:  # resumes the generator: its clusters are stopped
+            pass
 
 
 # --- faults ----------------------------------------------------------------------------------
