@@ -185,17 +185,21 @@ class EtcdConnection:
         await self._close_channel()
 
     async def _fail_over(self, failed: grpc.aio.Channel | None) -> None:
-        """After an outage answer on ``failed``, later calls go to the next endpoint.
+        """After an outage answer on ``failed``, later calls go to the next endpoint
+        (to a new connection to the same one if it is the only one).
 
         Concurrent calls that failed on the same channel rotate only once. The
         old channel is closed one rotation later, not now, so calls still in
         flight on it end on their own deadline instead of being cut.
         """
-        if len(self.endpoints) < 2 or failed is None or failed is not self._channel:
+        if failed is None or failed is not self._channel:
             return
         for old in self._retired:
             await old.close()
         self._retired = [failed]
+        # With one endpoint, a new connection to it: after a network blackout the old
+        # one may sit in TCP's retransmission back-off for seconds after the network
+        # is back (until gRPC's keepalive ping gives up on it).
         self._index = (self._index + 1) % len(self.endpoints)
         self._open(self.endpoints[self._index])
         if self._keepalive_channel is not None:

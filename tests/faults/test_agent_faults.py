@@ -476,11 +476,13 @@ def test_global_conflicts_never_colocated(
                         [*fleet_argv(cluster), "start", "--no-block", path],
                         stdout=subprocess.DEVNULL,
                         stderr=subprocess.PIPE,
+                        text=True,
                     )
                     for path in (job_path, glob_path)
                 ]
                 for proc in procs:
-                    assert proc.wait(60) == 0, proc.stderr.read() if proc.stderr else ""
+                    _, err = proc.communicate(timeout=60)
+                    assert proc.returncode == 0, err
             else:  # the job runs first; the global arrives beside it
                 cluster.fleetctl("start", "--no-block", job_path)
                 wait_running(cluster, {job: 1})
