@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -117,6 +118,7 @@ class EtcdConnection:
         self._watch_stub: Any = None
         self._keepalive_channel: grpc.aio.Channel | None = None
         self._keepalive_stub: Any = None
+        self._retired_keepalive: list[tuple[float, grpc.aio.Channel]] = []
 
     @property
     def url(self) -> str:
@@ -176,6 +178,7 @@ class EtcdConnection:
         raise StoreUnavailable("; ".join(failures))
 
     async def close(self) -> None:
+        await self._close_retired_keepalive_channels(everything=True)
         if self._keepalive_channel is not None:
             channel, self._keepalive_channel = self._keepalive_channel, None
             await channel.close()
@@ -185,25 +188,21 @@ class EtcdConnection:
         await self._close_channel()
 
     async def _fail_over(self, failed: grpc.aio.Channel | None) -> None:
-        """After an outage answer on ``failed``, later calls go to the next endpoint
-        (to a new connection to the same one if it is the only one).
+        """After an outage answer on ``failed``, later calls go to the next endpoint.
 
         Concurrent calls that failed on the same channel rotate only once. The
         old channel is closed one rotation later, not now, so calls still in
         flight on it end on their own deadline instead of being cut.
         """
-        if failed is None or failed is not self._channel:
+        if len(self.endpoints) < 2 or failed is None or failed is not self._channel:
             return
         for old in self._retired:
             await old.close()
         self._retired = [failed]
-        # With one endpoint, a new connection to it: after a network blackout the old
-        # one may sit in TCP's retransmission back-off for seconds after the network
-        # is back (until gRPC's keepalive ping gives up on it).
         self._index = (self._index + 1) % len(self.endpoints)
         self._open(self.endpoints[self._index])
         if self._keepalive_channel is not None:
-            await self._open_keepalive_channel()  # follow to the next endpoint
+            self._open_keepalive_channel()  # follow to the next endpoint
         with contextlib.suppress(grpc.aio.AioRpcError):
             await self._authenticate()
 
@@ -256,7 +255,8 @@ class EtcdConnection:
         if self._channel is None:
             self._open(self.endpoints[self._index])
         if fresh or self._keepalive_channel is None:
-            await self._open_keepalive_channel()
+            self._open_keepalive_channel()
+        await self._close_retired_keepalive_channels()
         channel = self._channel
         assert self._keepalive_stub is not None
         timeout = self.timeout if deadline is None else min(deadline, self.timeout)
@@ -271,20 +271,41 @@ class EtcdConnection:
             if isinstance(error, StoreUnavailable):
                 await self._fail_over(channel)
             raise error from exc
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+            # The call was cancelled under us (its channel closed), not this task.
+            raise StoreUnavailable(
+                f"cannot reach etcd at {self.url}: keepalive call cancelled"
+            ) from None
         finally:
             call.cancel()
         raise StoreUnavailable(f"cannot reach etcd at {self.url}: keepalive stream closed")
 
-    async def _open_keepalive_channel(self) -> None:
+    def _open_keepalive_channel(self) -> None:
         old, self._keepalive_channel = self._keepalive_channel, None
         if old is not None:
-            await old.close()
+            # Closed only once no keepalive can still be in flight on it (each has a
+            # deadline of at most the request timeout): closing a channel cancels its
+            # calls, and another lease's refresh may be using this one.
+            self._retired_keepalive.append((time.monotonic() + self.timeout + 1.0, old))
         # A subchannel of its own: gRPC would otherwise share the stuck connection.
         channel = self._new_channel(
             self.endpoints[self._index], (("grpc.use_local_subchannel_pool", 1),)
         )
         self._keepalive_channel = channel
         self._keepalive_stub = rpc.LeaseStub(channel)
+
+    async def _close_retired_keepalive_channels(self, everything: bool = False) -> None:
+        now = time.monotonic()
+        keep = []
+        for due, channel in self._retired_keepalive:
+            if everything or due <= now:
+                await channel.close()
+            else:
+                keep.append((due, channel))
+        self._retired_keepalive = keep
 
     async def watch(self, key: bytes, end: bytes, start_revision: int) -> AsyncGenerator[Any, None]:
         """Raw WatchResponses of one fresh stream. The first item is the
