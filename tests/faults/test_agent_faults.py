@@ -235,10 +235,15 @@ class Sampler:
         return out
 
 
-def assert_sampled(samples: Samples, seconds: float) -> None:
+def assert_sampled(samples: Samples, seconds: float) -> float:
+    """The sampler kept up: on every machine at least one sample per 250 ms on average
+    (it aims at one per ~60 ms; a host shared with other test runs slows it down).
+    -> the mean interval between samples, the slowest machine's."""
+    worst = 0.0
     for machine, rows in samples.rows.items():
-        # At least one sample per 100 ms on average: the sampler kept up throughout.
-        assert len(rows) >= seconds / 0.1, f"{machine}: {len(rows)} samples in {seconds:.0f}s"
+        assert len(rows) >= seconds / 0.25, f"{machine}: {len(rows)} samples in {seconds:.0f}s"
+        worst = max(worst, (rows[-1][0] - rows[0][0]) / max(1, len(rows) - 1))
+    return worst
 
 
 # --- the partition scenarios -----------------------------------------------------------------
@@ -246,6 +251,23 @@ def assert_sampled(samples: Samples, seconds: float) -> None:
 
 def partitioned(
     cluster: Cluster, tmp_path: Path, mode: str, cut_for: float, *, expect_move: bool = True
+) -> dict[str, float]:
+    try:
+        return _partitioned(cluster, tmp_path, mode, cut_for, expect_move)
+    finally:  # the next scenario shares the cluster
+        cluster.fleetctl("destroy", *PARTITION_UNITS, check=False)
+
+
+PARTITION_UNITS = (
+    "fag-single.service",
+    "fag-plain.service",
+    "fag-pinned.service",
+    "fag-global.service",
+)
+
+
+def _partitioned(
+    cluster: Cluster, tmp_path: Path, mode: str, cut_for: float, expect_move: bool
 ) -> dict[str, float]:
     """One machine cut from etcd (``mode``) for ``cut_for`` seconds while it runs a
     singleton with StopAfterDisconnect (policy), a plain unit (B7 default), a unit
@@ -283,7 +305,7 @@ def partitioned(
         cluster.wait_registered(3, timeout=REREGISTER)
         time.sleep(1.0)
         samples = sampler.read()
-    assert_sampled(samples, healed_at - cut_at)
+    mean_interval = assert_sampled(samples, healed_at - cut_at)
     after = main_pids(cluster, units)
 
     # The policy: the singleton never ran on two machines, through the cut and the heal.
@@ -320,6 +342,7 @@ def partitioned(
         "plain unit ran twice": round(twice_plain, 2),
         "converged after heal": round(took, 2),
         "widest sample gap": round(samples.widest_gap(), 3),
+        "mean sample interval": round(mean_interval, 3),
         "moved (1 = yes)": float(moved),
     }
 
