@@ -28,6 +28,7 @@ from pathlib import Path
 import pytest
 
 from fleet.cluster import nodes
+from fleet.registry.keys import Keys
 from fleet.registry.leases import survivable_blackout
 from tests.functional.cluster import VENV_BIN, Cluster
 from tests.functional.isolated import journal, private_clusters, unit_property
@@ -78,6 +79,25 @@ def etcdctl(cluster: Cluster, *args: str) -> str:
     )
     assert proc.returncode == 0, f"etcdctl {args}: {proc.stderr}"
     return proc.stdout
+
+
+def leader(cluster: Cluster) -> str:
+    """The machine id of the engine leader."""
+    key = Keys(cluster.config.key_prefix).engine_leader().decode()
+    out = etcdctl(cluster, "get", "--print-value-only", key).strip()
+    assert out, "no engine leader"
+    return str(json.loads(out)["machine_id"])
+
+
+def not_leading(cluster: Cluster, node: nodes.Node) -> None:
+    """Hand the engine leadership away from ``node`` (a restarted fleetd resigns at once
+    and resumes its presence: no unit moves). A cut leader would hold its term, 10 s,
+    through the cut: no engine could replace the cut machine's units meanwhile."""
+    if leader(cluster) != node.machine_id:
+        return
+    cluster.systemctl(node, "restart", "fleet", check=True)
+    cluster.wait_for(lambda: leader(cluster) != node.machine_id, 20, what="another leader")
+    cluster.wait_registered(3)
 
 
 # --- units -----------------------------------------------------------------------------------
@@ -286,6 +306,7 @@ def _partitioned(
     )
     wait_running(cluster, {single: 1, plain: 1, glob: 3})
     (victim,) = where(cluster, single)
+    not_leading(cluster, victim)
     cluster.fleetctl("start", write_unit(tmp_path, pinned, f"MachineID={victim.machine_id}"))
     wait_running(cluster, {pinned: 1})
     units = [single, plain, pinned, glob]
@@ -380,6 +401,7 @@ def test_pinned_units_survive_a_cut(
     """Units pinned with MachineID (and a MachineOf follower of one) stay scheduled on
     their machine through a cut longer than agent_ttl: no restart after the heal."""
     victim = cluster.machines[1]
+    not_leading(cluster, victim)  # the engine must see the machine go, and act on it
     pins = [f"fag-pin{i}.service" for i in range(3)]
     follower = "fag-pin-follower.service"
     paths = [write_unit(tmp_path, p, f"MachineID={victim.machine_id}") for p in pins]
@@ -452,6 +474,7 @@ def test_compaction_while_agent_cut_off(
     another is started, and etcd is compacted past everything the agent saw and
     defragmented: after the heal the agent relists and converges, missing nothing."""
     victim = cluster.machines[0]
+    not_leading(cluster, victim)
     old, new = "fag-old-global.service", "fag-new-global.service"
     pinned = "fag-compact-pin.service"
     cluster.fleetctl(
