@@ -300,6 +300,7 @@ def _partitioned(
     )
     cluster.fleetctl(
         "start",
+        "--no-block",
         write_unit(tmp_path, single, f"StopAfterDisconnect={STOP_AFTER:g}s"),
         write_unit(tmp_path, plain, f"MachineOf={single}"),  # on the same machine as single
         write_unit(tmp_path, glob, "Global=true"),
@@ -307,7 +308,9 @@ def _partitioned(
     wait_running(cluster, {single: 1, plain: 1, glob: 3})
     (victim,) = where(cluster, single)
     not_leading(cluster, victim)
-    cluster.fleetctl("start", write_unit(tmp_path, pinned, f"MachineID={victim.machine_id}"))
+    cluster.fleetctl(
+        "start", "--no-block", write_unit(tmp_path, pinned, f"MachineID={victim.machine_id}")
+    )
     wait_running(cluster, {pinned: 1})
     units = [single, plain, pinned, glob]
     before = main_pids(cluster, units)
@@ -406,7 +409,7 @@ def test_pinned_units_survive_a_cut(
     follower = "fag-pin-follower.service"
     paths = [write_unit(tmp_path, p, f"MachineID={victim.machine_id}") for p in pins]
     paths.append(write_unit(tmp_path, follower, f"MachineOf={pins[0]}"))
-    cluster.fleetctl("start", *paths)
+    cluster.fleetctl("start", "--no-block", *paths)
     units = [*pins, follower]
     wait_running(cluster, dict.fromkeys(units, 1))
     before = main_pids(cluster, units)
@@ -440,7 +443,7 @@ def test_flapping_agent_no_reschedule_storm(
     units = [f"fag-flap{i}.service" for i in range(3)]
     paths = [write_unit(tmp_path, u, f"MachineID={victim.machine_id}") for u in units[:2]]
     paths.append(write_unit(tmp_path, units[2]))
-    cluster.fleetctl("start", *paths)
+    cluster.fleetctl("start", "--no-block", *paths)
     wait_running(cluster, dict.fromkeys(units, 1))
     before = main_pids(cluster, units)
     since = time.time()
@@ -479,6 +482,7 @@ def test_compaction_while_agent_cut_off(
     pinned = "fag-compact-pin.service"
     cluster.fleetctl(
         "start",
+        "--no-block",
         write_unit(tmp_path, old, "Global=true"),
         write_unit(tmp_path, pinned, f"MachineID={victim.machine_id}"),
     )
@@ -490,7 +494,7 @@ def test_compaction_while_agent_cut_off(
             lambda: victim.machine_id not in cluster.registered(), 3 * TTL, what="presence expiry"
         )
         cluster.fleetctl("destroy", old)
-        cluster.fleetctl("start", write_unit(tmp_path, new, "Global=true"))
+        cluster.fleetctl("start", "--no-block", write_unit(tmp_path, new, "Global=true"))
         for i in range(50):  # history the agent never saw, then gone
             etcdctl(cluster, "put", f"/fag-scratch/{i}", "x")
         status = json.loads(etcdctl(cluster, "endpoint", "status", "-w", "json"))
