@@ -45,6 +45,9 @@ GLOBAL = UnitFile.parse("[Service]\nExecStart=/bin/true\n\n[X-Fleet]\nGlobal=tru
 PINNED_GLOBAL = UnitFile.parse(
     "[Service]\nExecStart=/bin/true\n\n[X-Fleet]\nGlobal=true\nMachineID=m1\n"
 )
+BAD_STOP_AFTER = UnitFile.parse(
+    "[Service]\nExecStart=/bin/true\n\n[X-Fleet]\nStopAfterDisconnect=soon\n"
+)
 UNKNOWN_KEY = UnitFile.parse("[Service]\nExecStart=/bin/true\n\n[X-Fleet]\nBogus=1\n")
 # At fleet.core.limits' 128 KiB and one byte over; the worst case for etcd
 # (every byte JSON-escaped to six) at the limit.
@@ -140,6 +143,15 @@ WRITES = [
             message="[X-Fleet] MachineID cannot be combined with Global",
         ),
         id="create-invalid-requirements-refused",
+    ),
+    pytest.param(
+        Row(
+            create("s.service", BAD_STOP_AFTER, LAUNCHED),
+            error=InvalidRequirements,
+            message="[X-Fleet] StopAfterDisconnect must be a positive duration "
+            '(such as 3s, 500ms or 1m30s), not "soon"',
+        ),
+        id="create-bad-stop-after-disconnect-refused",
     ),
     pytest.param(
         Row(

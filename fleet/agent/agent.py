@@ -11,7 +11,8 @@ a working agent.
 
 Two promises beyond fleet: an unreachable store changes nothing locally (B7),
 and a restarted agent adopts the unit files it finds instead of reloading or
-restarting them (B8).
+restarting them (B8). A unit may opt out of the first with
+``StopAfterDisconnect`` (:mod:`fleet.agent.disconnect`).
 """
 
 from __future__ import annotations
@@ -25,9 +26,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from fleet.agent.desired import DesiredReader
+from fleet.agent.disconnect import DisconnectGuard
 from fleet.agent.executor import ActionExecutor
+from fleet.agent.localreqs import LocalRequirements
 from fleet.agent.presence import Presence
-from fleet.agent.reconcile import Reconciler
+from fleet.agent.reconcile import ConflictGate, Reconciler
 from fleet.agent.states import StatePublisher
 from fleet.agent.timed import TimedSystemd
 from fleet.agent.unitdir import UnitDirectory
@@ -131,6 +134,10 @@ class Agent:
             retry_interval=retry_interval,
             metrics=metrics,
         )
+        self.requirements = LocalRequirements(self.units)
+        self.guard = DisconnectGuard(
+            self.presence, systemd, self.requirements, self.executor.current, clock
+        )
         self.reconciler = Reconciler(
             DesiredReader(store, machine),
             self.executor,
@@ -142,6 +149,8 @@ class Agent:
             after_pass=self.states.mark_dirty,
             on_error=self._report,
             metrics=metrics,
+            may_start=self.guard.may_start,
+            conflicts=ConflictGate(systemd, self.requirements, self.executor.current),
         )
 
     # ---- public ---------------------------------------------------------------------
@@ -190,6 +199,7 @@ class Agent:
             ("agent-reconcile", self.reconciler.run()),
             ("agent-states", self.states.run()),
             ("agent-systemd", self.states.follow(changes)),
+            ("agent-disconnect", self.guard.run()),
         ]
         if self.watches:  # else fleet's disable_watches: the periodic resync alone drives it
             parts += [

@@ -3,6 +3,7 @@
 :class:`DesiredReader` reads the machine's schedule, the global units and the
 machine's dynamic metadata, and lets :func:`fleet.core.agent_plan.desired_units`
 decide which global units this machine runs (their ``[X-Fleet]`` requirements,
+and, while there are global units, those of the scheduled units, for Conflicts,
 parsed once per body hash). Any store failure propagates: the caller then
 changes nothing (B7).
 """
@@ -26,6 +27,7 @@ class DesiredReader:
         self.store = store
         self.machine = machine
         self._requirements: dict[tuple[str, str], Requirements] = {}
+        self.globals: frozenset[str] = frozenset()  # the global units of the last read
 
     async def read(self) -> dict[str, DesiredUnit]:
         machine_id = self.machine.id
@@ -37,26 +39,35 @@ class DesiredReader:
             globals_ = {}  # drained with --include-global: no global unit runs here
         reqs: dict[str, Requirements] = {}
         for name, job in globals_.items():
-            found = await self._global_requirements(name, job.hash)
+            found = await self._requirements_of(name, job.hash)
             if found is not None:
                 reqs[name] = found
-        # Forget the requirements of bodies no global unit has any more.
-        live = {(name, job.hash) for name, job in globals_.items()}
+        # A global unit may not run beside a scheduled unit it conflicts with: with
+        # global units about, the scheduled units' requirements are needed too.
+        scheduled: dict[str, Requirements] = {}
+        if reqs:
+            for name, job in schedule.items():
+                found = await self._requirements_of(name, job.hash)
+                if found is not None:
+                    scheduled[name] = found
+        # Forget the requirements of bodies no unit here has any more.
+        live = {(name, job.hash) for name, job in (*globals_.items(), *schedule.items())}
         self._requirements = {k: v for k, v in self._requirements.items() if k in live}
-        return desired_units(view, schedule, globals_, reqs)
+        self.globals = frozenset(reqs)
+        return desired_units(view, schedule, globals_, reqs, scheduled)
 
-    async def _global_requirements(self, name: str, hash: str) -> Requirements | None:
+    async def _requirements_of(self, name: str, hash: str) -> Requirements | None:
         cached = self._requirements.get((name, hash))
         if cached is not None:
             return cached
         body = await self.store.get_unit_body(hash)
         if body is None:
-            log.warning("global unit %s: body %s missing from the store", name, hash[:7])
+            log.warning("unit %s: body %s missing from the store", name, hash[:7])
             return None
         try:
             reqs = parse_requirements(name, UnitFile.parse(body))
         except InvalidInput as exc:
-            log.warning("global unit %s: unusable [X-Fleet] section: %s", name, exc)
+            log.warning("unit %s: unusable [X-Fleet] section: %s", name, exc)
             return None
         self._requirements[(name, hash)] = reqs
         return reqs

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 from typing import assert_never
 
+from fleet.core.checks import units_conflict
 from fleet.core.model import DesiredState, Job, Machine
 from fleet.core.requirements import Requirements
 from fleet.core.scheduler import SchedUnit, global_units_for
@@ -137,13 +138,17 @@ def desired_units(
     schedule: Mapping[str, Job],
     globals: Mapping[str, Job],
     global_reqs: Mapping[str, Requirements],
+    scheduled_reqs: Mapping[str, Requirements] | None = None,
 ) -> dict[str, DesiredUnit]:
     """What this machine should hold: its scheduled units plus the global units
     whose requirements admit it (given its registry metadata).
 
     A global unit whose requirements are unknown (body not readable yet) is
     left out rather than guessed. A scheduled unit wins over a global one of
-    the same name."""
+    the same name, and over a global unit it conflicts with (either way), whose
+    requirements are in ``scheduled_reqs``: the global unit waits until the
+    engine has moved the conflicting unit away (the engine never places a unit
+    beside a global unit it conflicts with, but its view may lag a start)."""
     out: dict[str, DesiredUnit] = {}
     sched = [
         SchedUnit(name=job.name, hash=job.hash, desired=job.desired_state, requirements=reqs)
@@ -151,7 +156,15 @@ def desired_units(
         if job.desired_state is not DesiredState.INACTIVE
         and (reqs := global_reqs.get(name)) is not None
     ]
+    blockers = [
+        (n, r)
+        for n, r in (scheduled_reqs or {}).items()
+        if n in schedule and schedule[n].desired_state is not DesiredState.INACTIVE
+    ]
     for name in global_units_for(machine, sched):
+        globs = global_reqs[name].conflicts
+        if any(units_conflict(name, globs, n, r.conflicts) for n, r in blockers):
+            continue
         job = globals[name]
         out[name] = DesiredUnit(job.hash, job.desired_state)
     for name, job in schedule.items():

@@ -37,6 +37,7 @@ __all__ = [
     "check_spread_by",
     "first_rejection",
     "globals_by_machine",
+    "units_conflict",
 ]
 
 Checker = Callable[[Occupancy, Unit, str], Rejection | None]
@@ -273,6 +274,9 @@ def globals_by_machine(
     return out
 
 
-def _conflicts(a: str, a_globs: tuple[str, ...], b: str, b_globs: tuple[str, ...]) -> bool:
+def units_conflict(a: str, a_globs: tuple[str, ...], b: str, b_globs: tuple[str, ...]) -> bool:
     """fleet's symmetric Conflicts: either unit's globs match the other's name."""
-    return glob_set(a_globs).matches(b) or glob_set(b_globs).matches(a)
+    return a != b and (glob_set(a_globs).matches(b) or glob_set(b_globs).matches(a))
+
+
+_conflicts = units_conflict

@@ -50,6 +50,9 @@ class Requirements:
     is_global: bool = False
     max_per_machine: int | None = None  # at most this many instances of its template per machine
     spread_by: str | None = None  # a machine metadata key its template's instances spread over
+    # Seconds an agent cut from etcd keeps the unit running before it stops it itself
+    # (None: it keeps running however long the cut lasts, B7).
+    stop_after_disconnect: float | None = None
     warnings: tuple[str, ...] = ()  # e.g. unknown [X-Fleet] keys
 
 
@@ -67,6 +70,7 @@ _ALIASES: dict[str, tuple[str, ...]] = {
     "Global": ("Global",),
     "MaxPerMachine": ("MaxPerMachine",),
     "SpreadBy": ("SpreadBy",),
+    "StopAfterDisconnect": ("StopAfterDisconnect",),
 }
 _CANONICAL: dict[str, str] = {
     alias: name for name, aliases in _ALIASES.items() for alias in aliases
@@ -89,9 +93,12 @@ _FORBIDDEN: tuple[tuple[str, str], ...] = (
     ("Conflicts", "Replaces"),
     ("Global", "MaxPerMachine"),
     ("Global", "SpreadBy"),
+    # A global unit runs on every machine: there is no second copy to avoid.
+    ("Global", "StopAfterDisconnect"),
 )
 # The options about a template's instances, and the one value each takes.
 _TEMPLATE_OPTIONS = ("MaxPerMachine", "SpreadBy")
+_SINGLE_OPTIONS = (*_TEMPLATE_OPTIONS, "StopAfterDisconnect")
 _SPREAD_KEY = re.compile(r"[^=!<>\s\"]+")
 
 
@@ -145,7 +152,7 @@ def parse_requirements(unit_name: str, unit: UnitFile) -> Requirements:
     conflicts: list[str] = []
     replaces: list[str] = []
     is_global = False
-    single: dict[str, list[str]] = {option: [] for option in _TEMPLATE_OPTIONS}
+    single: dict[str, list[str]] = {option: [] for option in _SINGLE_OPTIONS}
     warnings: list[str] = []
     for option in unit.options:
         if option.section != SECTION:
@@ -184,6 +191,7 @@ def parse_requirements(unit_name: str, unit: UnitFile) -> Requirements:
         is_global=is_global,
         max_per_machine=_max_per_machine(single["MaxPerMachine"]),
         spread_by=_spread_by(single["SpreadBy"]),
+        stop_after_disconnect=_stop_after_disconnect(single["StopAfterDisconnect"]),
         warnings=tuple(warnings),
     )
     _check(unit_name, requirements)
@@ -218,6 +226,40 @@ def _spread_by(values: list[str]) -> str | None:
     return value
 
 
+_DURATION_UNITS = {"ms": 1e-3, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
+_DURATION_TERM = re.compile(r"(\d+(?:\.\d+)?)(ms|min|s|m|h)")
+_SECONDS = re.compile(r"\d+(?:\.\d+)?")
+
+
+def parse_duration(text: str) -> float | None:
+    """A duration as fleet writes them (``30s``, ``1m30s``, ``500ms``, ``2min``) or a bare
+    number of seconds (``30``, ``2.5``) -> seconds; None if it is neither."""
+    text = text.strip()
+    if _SECONDS.fullmatch(text):
+        return float(text)
+    total, pos = 0.0, 0
+    while pos < len(text):
+        match = _DURATION_TERM.match(text, pos)
+        if match is None:
+            return None
+        total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+        pos = match.end()
+    return total if text else None
+
+
+def _stop_after_disconnect(values: list[str]) -> float | None:
+    value = _one_value("StopAfterDisconnect", values)
+    if value is None:
+        return None
+    seconds = parse_duration(value)
+    if seconds is None or not 0 < seconds < 1e9:
+        raise InvalidRequirements(
+            "[X-Fleet] StopAfterDisconnect must be a positive duration "
+            f'(such as 3s, 500ms or 1m30s), not "{value}"'
+        )
+    return seconds
+
+
 def _template_options(req: Requirements) -> tuple[str, ...]:
     """The options of ``req`` that only a template instance can honour."""
     present = (req.max_per_machine is not None, req.spread_by is not None)
@@ -243,6 +285,7 @@ def _check(unit_name: str, req: Requirements) -> None:
         "Global": req.is_global,
         "MaxPerMachine": req.max_per_machine is not None,
         "SpreadBy": req.spread_by is not None,
+        "StopAfterDisconnect": req.stop_after_disconnect is not None,
     }
     for first, second in _FORBIDDEN:
         if present[first] and present[second]:

@@ -157,6 +157,8 @@ class _Planner:
         self.unscheduled: dict[str, Unscheduling] = {}
         self.placements: dict[str, Placement] = {}
         self.unplaceable: dict[str, tuple[Rejection, ...]] = {}
+        # Units left on an absent machine because no other machine could ever run them.
+        self.kept_away: set[str] = self._pinned_to_absent()
 
     # -- the pass -----------------------------------------------------------------------------
 
@@ -189,6 +191,8 @@ class _Planner:
                 self._record_unschedule(name, mid, Reason.NOW_GLOBAL, "")
             elif unit.desired is DesiredState.INACTIVE:
                 self._record_unschedule(name, mid, Reason.DESIRED_INACTIVE, "")
+            elif name in self.kept_away:
+                continue  # pinned to its absent machine: it stays there (B7)
             elif mid not in self.machines:
                 detail = f"machine {mid} is no longer in the cluster"
                 self._record_unschedule(name, mid, Reason.MACHINE_GONE, detail)
@@ -235,6 +239,7 @@ class _Planner:
             and not u.is_global
             and u.desired is not DesiredState.INACTIVE
             and name not in self.snapshot.hold
+            and name not in self.kept_away
         ]
         queue = deque(self._targets_first(pending))
         # Displacing a unit frees room, so units that failed before a displacement get
@@ -263,6 +268,38 @@ class _Planner:
             queue.extend(self._targets_first(sorted(retry)))
         for name in sorted(failed):
             self.unplaceable[name] = self._rejections(self.units[name])
+
+    def _pinned_to_absent(self) -> set[str]:
+        """The scheduled units whose machine is absent but which no other machine could
+        ever run: ``MachineID`` names that machine, or (transitively) every unit they
+        follow with ``MachineOf`` is such a unit on that machine. Unscheduling them would
+        only restart them when the machine comes back (a cut from etcd longer than
+        ``agent_ttl``), so they stay scheduled there until they are destroyed or unloaded."""
+        schedule = self.snapshot.schedule
+        away = {
+            name: mid
+            for name, mid in schedule.items()
+            if mid not in self.machines
+            and (unit := self.units.get(name)) is not None
+            and not unit.is_global
+            and unit.desired is not DesiredState.INACTIVE
+        }
+        kept: set[str] = set()
+        for name, mid in away.items():
+            wanted = self.units[name].requirements.machine_id
+            if wanted is not None and (wanted == mid or (len(wanted) == 8 and mid[:8] == wanted)):
+                kept.add(name)
+        grew = bool(kept)
+        while grew:
+            grew = False
+            for name, mid in away.items():
+                peers = self.units[name].requirements.machine_of
+                if name in kept or not peers:
+                    continue
+                if all(p in kept and away[p] == mid for p in peers):
+                    kept.add(name)
+                    grew = True
+        return kept
 
     # -- bookkeeping --------------------------------------------------------------------------
 

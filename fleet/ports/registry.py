@@ -199,6 +199,9 @@ class MachineLease(HeldLease, Protocol):
     """An agent's presence: its machine record and its unit states hang on it."""
 
     lease_id: int
+    # time.monotonic() when the last refresh etcd acknowledged was sent: etcd cannot
+    # expire the lease before renewed_at + ttl (the agent's disconnect clock).
+    renewed_at: float
 
 
 class AgentStore(Protocol):

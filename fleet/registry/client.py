@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -116,13 +117,27 @@ class EtcdConnection:
         self.maintenance: Any = None
         self.cluster: Any = None
         self._watch_stub: Any = None
+        self._keepalive_channel: grpc.aio.Channel | None = None
+        self._keepalive_stub: Any = None
+        self._retired_keepalive: list[tuple[float, grpc.aio.Channel]] = []
 
     @property
     def url(self) -> str:
         return self.endpoints[self._index].url
 
+    def _new_channel(
+        self, endpoint: Endpoint, extra: tuple[tuple[str, Any], ...] = ()
+    ) -> grpc.aio.Channel:
+        options = (*_CHANNEL_OPTIONS, *extra)
+        if endpoint.tls:
+            creds = grpc.ssl_channel_credentials(
+                root_certificates=self._ca, private_key=self._key, certificate_chain=self._cert
+            )
+            return grpc.aio.secure_channel(endpoint.target, creds, options=options)
+        return grpc.aio.insecure_channel(endpoint.target, options=options)
+
     def _open(self, endpoint: Endpoint) -> None:
-        channel = self._channel_to(endpoint)
+        channel = self._new_channel(endpoint)
         self._channel = channel
         self.kv = rpc.KVStub(channel)
         self.lease = rpc.LeaseStub(channel)
@@ -131,19 +146,11 @@ class EtcdConnection:
         self._watch_stub = rpc.WatchStub(channel)
         self._metadata = ()
 
-    def _channel_to(self, endpoint: Endpoint) -> grpc.aio.Channel:
-        if endpoint.tls:
-            creds = grpc.ssl_channel_credentials(
-                root_certificates=self._ca, private_key=self._key, certificate_chain=self._cert
-            )
-            return grpc.aio.secure_channel(endpoint.target, creds, options=_CHANNEL_OPTIONS)
-        return grpc.aio.insecure_channel(endpoint.target, options=_CHANNEL_OPTIONS)
-
     async def status_of(self, url: str) -> Any:
         """Maintenance.Status of the member at ``url`` over a channel of its own (the
         member may not be the one in use), within the deadline."""
         (endpoint,) = parse_endpoints([url])
-        channel = self._channel_to(endpoint)
+        channel = self._new_channel(endpoint)
         try:
             return await rpc.MaintenanceStub(channel).Status(
                 rpc.StatusRequest(), timeout=self.timeout, metadata=self._metadata
@@ -187,6 +194,10 @@ class EtcdConnection:
         raise StoreUnavailable("; ".join(failures))
 
     async def close(self) -> None:
+        await self._close_retired_keepalive_channels(everything=True)
+        if self._keepalive_channel is not None:
+            channel, self._keepalive_channel = self._keepalive_channel, None
+            await channel.close()
         for old in self._retired:
             await old.close()
         self._retired = []
@@ -206,6 +217,8 @@ class EtcdConnection:
         self._retired = [failed]
         self._index = (self._index + 1) % len(self.endpoints)
         self._open(self.endpoints[self._index])
+        if self._keepalive_channel is not None:
+            self._open_keepalive_channel()  # follow to the next endpoint
         with contextlib.suppress(grpc.aio.AioRpcError):
             await self._authenticate()
 
@@ -242,17 +255,29 @@ class EtcdConnection:
         except grpc.aio.AioRpcError as exc:
             raise translate(exc, self.url) from exc
 
-    async def keepalive_once(self, lease_id: int) -> int:
-        """Refresh a lease; returns the TTL etcd granted (0: the lease is gone)."""
+    async def keepalive_once(
+        self, lease_id: int, deadline: float | None = None, fresh: bool = False
+    ) -> int:
+        """Refresh a lease within ``deadline`` (default: the request timeout); returns
+        the TTL etcd granted (0: the lease is gone).
+
+        Keepalives go over a channel of their own. With ``fresh`` it is a new one (a
+        new TCP connection): after a refresh failed, the old connection may be stuck
+        in a blackout's retransmission back-off long after the network is back."""
 
         async def one_request() -> AsyncIterator[Any]:
             yield rpc.LeaseKeepAliveRequest(ID=lease_id)
 
         if self._channel is None:
             self._open(self.endpoints[self._index])
+        if fresh or self._keepalive_channel is None:
+            self._open_keepalive_channel()
+        await self._close_retired_keepalive_channels()
         channel = self._channel
-        call = self.lease.LeaseKeepAlive(
-            one_request(), timeout=self.timeout, metadata=self._metadata
+        assert self._keepalive_stub is not None
+        timeout = self.timeout if deadline is None else min(deadline, self.timeout)
+        call = self._keepalive_stub.LeaseKeepAlive(
+            one_request(), timeout=timeout, metadata=self._metadata
         )
         try:
             async for reply in call:
@@ -262,9 +287,41 @@ class EtcdConnection:
             if isinstance(error, StoreUnavailable):
                 await self._fail_over(channel)
             raise error from exc
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+            # The call was cancelled under us (its channel closed), not this task.
+            raise StoreUnavailable(
+                f"cannot reach etcd at {self.url}: keepalive call cancelled"
+            ) from None
         finally:
             call.cancel()
         raise StoreUnavailable(f"cannot reach etcd at {self.url}: keepalive stream closed")
+
+    def _open_keepalive_channel(self) -> None:
+        old, self._keepalive_channel = self._keepalive_channel, None
+        if old is not None:
+            # Closed only once no keepalive can still be in flight on it (each has a
+            # deadline of at most the request timeout): closing a channel cancels its
+            # calls, and another lease's refresh may be using this one.
+            self._retired_keepalive.append((time.monotonic() + self.timeout + 1.0, old))
+        # A subchannel of its own: gRPC would otherwise share the stuck connection.
+        channel = self._new_channel(
+            self.endpoints[self._index], (("grpc.use_local_subchannel_pool", 1),)
+        )
+        self._keepalive_channel = channel
+        self._keepalive_stub = rpc.LeaseStub(channel)
+
+    async def _close_retired_keepalive_channels(self, everything: bool = False) -> None:
+        now = time.monotonic()
+        keep = []
+        for due, channel in self._retired_keepalive:
+            if everything or due <= now:
+                await channel.close()
+            else:
+                keep.append((due, channel))
+        self._retired_keepalive = keep
 
     async def watch(self, key: bytes, end: bytes, start_revision: int) -> AsyncGenerator[Any, None]:
         """Raw WatchResponses of one fresh stream. The first item is the

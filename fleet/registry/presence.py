@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
 from collections.abc import Collection
 from typing import Any
 
@@ -33,6 +34,7 @@ class PresenceRegistry(RegistryBase):
 
     async def register_machine(self, machine: Machine, ttl: float) -> MachineLease:
         key = self.keys.machine(machine.id)
+        asked = time.monotonic()  # etcd's expiry is no earlier than asked + ttl
         lease_id = await self._grant(ttl)
         try:
             response = await self._txn(
@@ -49,6 +51,7 @@ class PresenceRegistry(RegistryBase):
                 "(duplicate machine id?)"
             )
         lease = EtcdMachineLease(machine.id, lease_id, ttl)
+        lease.renewed_at = asked
         self._start_keepalive(lease)
         return lease
 
@@ -74,6 +77,7 @@ class PresenceRegistry(RegistryBase):
             log.info("lease %x was granted another TTL: not resuming it", lease_id)
             await self._revoke(lease_id)
             return None
+        asked = time.monotonic()
         if await self.connection.keepalive_once(lease_id) <= 0:
             return None
         response = await self._txn(
@@ -84,6 +88,7 @@ class PresenceRegistry(RegistryBase):
             await self._revoke(lease_id)
             return None
         lease = EtcdMachineLease(machine.id, lease_id, ttl)
+        lease.renewed_at = asked
         self._start_keepalive(lease)
         return lease
 

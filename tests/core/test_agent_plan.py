@@ -204,3 +204,32 @@ def test_desired_units_scheduled_plus_matching_globals() -> None:
     got_b = desired_units(machine(az="b"), schedule, globals_, reqs)
     assert set(got_b) == {"a.service", "g1.service", "g2.service"}
     assert got_b["g2.service"] == DesiredUnit("hg2", LOADED)
+
+
+def test_a_global_unit_waits_for_a_conflicting_scheduled_unit_either_way() -> None:
+    schedule = {
+        "job.service": Job("job.service", "hj", LAUNCHED),
+        "picky.service": Job("picky.service", "hp", LOADED),
+        "off.service": Job("off.service", "ho", INACTIVE),
+    }
+    globals_ = {
+        name: Job(name, "h" + name, LAUNCHED)
+        for name in ("ga.service", "gb.service", "gc.service", "gd.service")
+    }
+    reqs = {
+        "ga.service": Requirements(is_global=True, conflicts=("job*",)),  # its glob
+        "gb.service": Requirements(is_global=True),  # picky's glob names it
+        "gc.service": Requirements(is_global=True, conflicts=("off.service",)),  # inactive
+        "gd.service": Requirements(is_global=True, conflicts=("nothing*",)),
+    }
+    scheduled = {
+        "job.service": Requirements(),
+        "picky.service": Requirements(conflicts=("gb.service",)),
+        "off.service": Requirements(conflicts=("gd.service",)),
+    }
+    got = desired_units(machine(), schedule, globals_, reqs, scheduled)
+    assert set(got) == {"job.service", "picky.service", "gc.service", "gd.service"}
+    # Without the scheduled units' requirements the old rule holds (globals only).
+    assert set(desired_units(machine(), schedule, globals_, reqs)) == {
+        "job.service", "picky.service", "ga.service", "gb.service", "gc.service", "gd.service",
+    }  # fmt: skip

@@ -548,3 +548,42 @@ def test_every_error_names_an_option(lines: list[str], name: str) -> None:
             assert "@" in name
             assert not req.is_global
         assert req.max_per_machine is None or req.max_per_machine >= 1
+
+
+# -- StopAfterDisconnect (the partition policy of a singleton) ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [("3s", 3.0), ("500ms", 0.5), ("1m30s", 90.0), ("2min", 120.0), ("30", 30.0), ("2.5", 2.5),
+     ("1h", 3600.0), (" 4s ", 4.0)],
+)  # fmt: skip
+def test_stop_after_disconnect_values(value: str, seconds: float) -> None:
+    assert parse(f"StopAfterDisconnect={value}") == Requirements(stop_after_disconnect=seconds)
+
+
+def test_stop_after_disconnect_combines_with_pinning_and_templates() -> None:
+    req = parse("MachineID=abc", "StopAfterDisconnect=2s")
+    assert (req.machine_id, req.stop_after_disconnect) == ("abc", 2.0)
+    req = parse("SpreadBy=zone", "StopAfterDisconnect=2s", name="web@1.service")
+    assert (req.spread_by, req.stop_after_disconnect) == ("zone", 2.0)
+
+
+@pytest.mark.parametrize("value", ["0", "0s", "-1s", "x", "3 s", "", "3d", "1e3", "s", "3s5"])
+def test_stop_after_disconnect_bad_values(value: str) -> None:
+    with pytest.raises(InvalidRequirements) as err:
+        parse(f"StopAfterDisconnect={value}")
+    assert str(err.value) == (
+        "[X-Fleet] StopAfterDisconnect must be a positive duration "
+        f'(such as 3s, 500ms or 1m30s), not "{value}"'
+    )
+
+
+def test_stop_after_disconnect_given_twice_or_on_a_global_unit() -> None:
+    with pytest.raises(InvalidRequirements, match="StopAfterDisconnect is given 2 times"):
+        parse("StopAfterDisconnect=1s", "StopAfterDisconnect=2s")
+    with pytest.raises(
+        InvalidRequirements,
+        match=r"^\[X-Fleet\] Global cannot be combined with StopAfterDisconnect$",
+    ):
+        parse("Global=true", "StopAfterDisconnect=1s")

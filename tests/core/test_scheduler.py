@@ -699,3 +699,43 @@ def test_machine_id_and_machine_of_choose_the_machine_before_spread_by() -> None
         Reason.PLACED_MACHINE_ID,
         Reason.PLACED_MACHINE_OF,
     ]
+
+
+# -- pinned units across an absence (issue 13) -------------------------------------------------
+
+
+def test_a_unit_pinned_to_an_absent_machine_stays_scheduled_there() -> None:
+    """MachineID names the only machine that could ever run it: unscheduling it while
+    that machine is cut from etcd would only restart it when the machine is back."""
+    pinned = unit("pinned.service", machine_id=M1)
+    short = unit("short.service", machine_id=M1[:8])
+    follower = unit("follower.service", machine_of=("pinned.service",))
+    free = unit("free.service")
+    schedule = {u.name: M1 for u in (pinned, short, follower, free)}
+    p, result = run(snap([pinned, short, follower, free], machines(M0), schedule))
+    assert [(u.name, u.reason) for u in p.unschedule] == [("free.service", Reason.MACHINE_GONE)]
+    assert [(x.name, x.machine_id) for x in p.place] == [("free.service", M0)]
+    assert result == {
+        "pinned.service": M1, "short.service": M1, "follower.service": M1, "free.service": M0,
+    }  # fmt: skip
+    assert p.unplaceable == {}
+    # Back: nothing changes at all.
+    p, _ = run(snap([pinned, short, follower, free], machines(M0, M1), result))
+    assert not p.changes
+
+
+def test_a_pinned_unit_on_an_absent_machine_is_still_unscheduled_when_unloaded_or_destroyed() -> (
+    None
+):
+    pinned = unit("pinned.service", DesiredState.INACTIVE, machine_id=M1)
+    follower = unit("follower.service", machine_of=("gone.service",))
+    p, result = run(snap([pinned, follower], machines(M0), {"pinned.service": M1,
+                                                            "gone.service": M1,
+                                                            "follower.service": M1}))  # fmt: skip
+    reasons = {u.name: u.reason for u in p.unschedule}
+    assert reasons == {
+        "pinned.service": Reason.DESIRED_INACTIVE,
+        "gone.service": Reason.UNIT_DESTROYED,
+        "follower.service": Reason.MACHINE_GONE,
+    }
+    assert result == {}

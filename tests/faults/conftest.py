@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.functional.conftest import report_timings
+from tests.functional.conftest import pytest_terminal_summary, report_timings
 
-__all__ = ["report_timings"]
+__all__ = ["pytest_terminal_summary", "report_timings"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
