@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import time
 import urllib.request
@@ -132,8 +133,10 @@ def _post(endpoint: str, path: str, body: dict[str, Any], timeout: float) -> dic
 class EtcdCluster:
     """The members of one etcd cluster; faults act on a member by name."""
 
-    def __init__(self, specs: list[MemberSpec]) -> None:
+    def __init__(self, specs: list[MemberSpec], *, own_dir: Path | None = None) -> None:
+        """``own_dir``: removed by :meth:`stop` (the members' data, when ours)."""
         self.specs = {spec.name: spec for spec in specs}
+        self._own_dir = own_dir
         self._procs: dict[str, EtcdProcess] = {}
 
     # ------------------------------------------------------------ lifecycle
@@ -175,6 +178,8 @@ class EtcdCluster:
         """Stop every member (SIGCONT, SIGTERM, then SIGKILL), by PID."""
         for name in self.specs:
             self._signal_and_wait(name, signal.SIGTERM)
+        if self._own_dir is not None:
+            shutil.rmtree(self._own_dir, ignore_errors=True)
 
     def detach(self) -> None:
         """Let the members outlive this process; their PID files find them again."""
