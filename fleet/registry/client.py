@@ -86,7 +86,9 @@ def translate(exc: grpc.aio.AioRpcError, url: str) -> StoreError:
         if _cancelled_by_us():
             raise asyncio.CancelledError from exc
         return StoreUnavailable(f"etcd at {url}: call cancelled ({details or 'no reason'})")
-    if code in _UNAVAILABLE:
+    if code in _UNAVAILABLE or (code == grpc.StatusCode.INTERNAL and "from Core" in details):
+        # "Internal error from Core": gRPC's own transport failing a call (seen
+        # on watch streams while members die), not an answer from etcd.
         return StoreUnavailable(f"cannot reach etcd at {url}: {details or code.name}")
     if code == grpc.StatusCode.OUT_OF_RANGE and "compacted" in details:
         return StoreCompacted(f"etcd at {url}: {details}")

@@ -17,12 +17,15 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
+import grpc  # type: ignore[import-untyped]
+import grpc.aio  # type: ignore[import-untyped]
 import pytest
 
 from fleet.cluster.etcd_members import EtcdCluster, plan_members
 from fleet.core.model import DesiredState, Machine
 from fleet.errors import StoreError, StoreUnavailable
 from fleet.ports import JobChanged, RegistryEvent, Scope, Topic
+from fleet.registry.client import translate
 from fleet.registry.etcd import EtcdRegistry
 from tests.registry import async_test, eventually
 
@@ -185,3 +188,39 @@ async def test_quorum_lost_for_two_ttl_then_everything_resumes(
         assert not lease.lost
         assert not watcher.done()
         watcher.cancel()
+
+
+def _rpc_error(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
+    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details)
+
+
+@async_test
+async def test_cancelled_calls_are_outages_unless_the_task_is_being_cancelled() -> None:
+    url = "http://127.0.0.1:1"
+    error = translate(_rpc_error(grpc.StatusCode.CANCELLED, "Locally cancelled"), url)
+    assert isinstance(error, StoreUnavailable)
+    core = translate(_rpc_error(grpc.StatusCode.INTERNAL, "Internal error from Core"), url)
+    assert isinstance(core, StoreUnavailable)
+    refused = translate(_rpc_error(grpc.StatusCode.INTERNAL, "etcdserver: corrupt"), url)
+    assert type(refused) is StoreError
+
+    outcome: list[str] = []
+
+    async def being_cancelled() -> None:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            try:
+                translate(_rpc_error(grpc.StatusCode.CANCELLED, "Locally cancelled"), url)
+            except asyncio.CancelledError:
+                outcome.append("stays a cancellation")
+            else:
+                outcome.append("became a store error")
+            raise
+
+    task = asyncio.create_task(being_cancelled())
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert outcome == ["stays a cancellation"]
