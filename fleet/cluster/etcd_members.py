@@ -137,6 +137,7 @@ class EtcdCluster:
         """``own_dir``: removed by :meth:`stop` (the members' data, when ours)."""
         self.specs = {spec.name: spec for spec in specs}
         self._own_dir = own_dir
+        self._detached = False
         self._procs: dict[str, EtcdProcess] = {}
 
     # ------------------------------------------------------------ lifecycle
@@ -186,11 +187,14 @@ class EtcdCluster:
         for process in self._procs.values():
             process.proc = None
         self._procs.clear()
+        self._detached = True
 
     def __enter__(self) -> EtcdCluster:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
+        if self._detached:  # ``up`` handed the members over to their PID files
+            return
         with contextlib.suppress(Exception):
             self.stop()
 
