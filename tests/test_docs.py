@@ -93,7 +93,10 @@ def dry_parse(name: str, args: list[str]) -> None:
     real program would; ``--help``/``--version`` print and return.
     """
     group = GROUPS[name]
-    commands = [group, *group.commands.values()]
+    commands: list[click.Command] = [group]
+    for command in commands:  # grows: subcommands of nested groups (fleet-cluster etcd)
+        if isinstance(command, click.Group):
+            commands.extend(command.commands.values())
     with contextlib.ExitStack() as stack:
         for command in commands:
             stack.enter_context(mock.patch.object(command, "callback", mock.Mock(return_value=0)))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import click
@@ -18,6 +18,7 @@ import click
 from fleet.cluster import nodes
 from fleet.cluster.config import ClusterConfig
 from fleet.cluster.etcd import EtcdProcess
+from fleet.cluster.etcd_members import MEMBER_COUNTS, EtcdCluster, MemberSpec, plan_members
 from fleet.cluster.provision import default_fleetd, fleet_conf, parse_metadata, scripts_dir
 from fleet.cluster.registration import registered_machines, wait_registered
 from fleet.entry import require_daemon_extra
@@ -78,7 +79,20 @@ def _fleetd_state(node: nodes.Node) -> str:
 @click.option("--agent-ttl", default="5s", show_default=True)
 @click.option("--no-fleetd", is_flag=True, help="Only machines and etcd.")
 @click.option("--fleetd", "fleetd_path", type=click.Path(path_type=Path), help="fleetd executable.")
-@click.option("--etcd-port", type=int, default=2379, show_default=True, help="0: any free port.")
+@click.option(
+    "--etcd-port",
+    type=int,
+    default=2379,
+    show_default=True,
+    help="0: any free port. With several members: member i uses port+2i (clients), +1 (peers).",
+)
+@click.option(
+    "--etcd-members",
+    type=click.Choice([str(n) for n in MEMBER_COUNTS]),
+    default="1",
+    show_default=True,
+    help="etcd members on the host, each its own data dir and ports.",
+)
 @click.option(
     "--api-port",
     type=int,
@@ -102,6 +116,7 @@ def up(
     no_fleetd: bool,
     fleetd_path: Path | None,
     etcd_port: int,
+    etcd_members: str,
     api_port: int,
     key_prefix: str,
     extra: tuple[str, ...],
@@ -138,13 +153,26 @@ def up(
     _down(state_dir, prefix, bridge)
     state_dir.mkdir(parents=True, exist_ok=True)
     nodes.ensure_bridge(lay)
-    etcd = EtcdProcess(
-        host=lay.host_ip,
-        client_port=etcd_port,
-        data_dir=state_dir / "etcd",
-        fast=False,
-        log_path=state_dir / "etcd.log",
-    )
+    etcd: EtcdProcess | EtcdCluster
+    specs: list[MemberSpec] = []
+    if int(etcd_members) == 1:
+        etcd = EtcdProcess(
+            host=lay.host_ip,
+            client_port=etcd_port,
+            data_dir=state_dir / "etcd",
+            fast=False,
+            log_path=state_dir / "etcd.log",
+        )
+    else:
+        specs = plan_members(
+            int(etcd_members),
+            lay.host_ip,
+            state_dir,
+            base_port=etcd_port,
+            log_dir=state_dir,
+            pid_dir=state_dir,
+        )
+        etcd = EtcdCluster(specs)
     cfg = ClusterConfig(
         etcd_endpoint="",
         etcd_pid_file=str(state_dir / "etcd.pid"),
@@ -157,6 +185,7 @@ def up(
         extra_config=extra_config,
         metadata={lay.node_name(i + 1): md for i, md in enumerate(per_machine)},
         default_metadata=per_machine[0] if len({str(m) for m in per_machine}) == 1 else {},
+        etcd_members=[spec.to_json() for spec in specs],
     )
     # Fail on a bad --agent-ttl/--metadata/--config now, not inside a booting machine.
     fleet_conf(
@@ -185,7 +214,10 @@ def up(
         except BaseException:
             nodes.teardown(state_dir, prefix, bridge)
             raise
-        etcd.detach(Path(cfg.etcd_pid_file))
+        if isinstance(etcd, EtcdCluster):
+            etcd.detach()
+        else:
+            etcd.detach(Path(cfg.etcd_pid_file))
     click.echo(f"{count} machine(s) up in {time.monotonic() - started:.1f}s", err=True)
     if cfg.fleetd:
         try:
@@ -206,8 +238,13 @@ def _down(state_dir: Path, prefix: str = "fleet", bridge: str = "fleetbr0") -> N
     try:
         cfg = ClusterConfig.load(state_dir)
         EtcdProcess.stop_detached(Path(cfg.etcd_pid_file))
+        for member in cfg.etcd_members:
+            if member.get("pid_file"):
+                EtcdProcess.stop_detached(Path(member["pid_file"]))
     except FleetError:
         EtcdProcess.stop_detached(state_dir / "etcd.pid")
+    for pid_file in state_dir.glob("etcd-m*.pid") if state_dir.is_dir() else ():
+        EtcdProcess.stop_detached(pid_file)
     nodes.teardown(state_dir, prefix, bridge)
 
 
@@ -231,9 +268,16 @@ def status(state_dir: Path) -> None:
     machines = nodes.load(state_dir)
     cfg = ClusterConfig.load(state_dir)
     registered = registered_machines(cfg.etcd_endpoint, cfg.key_prefix) if cfg.fleetd else set()
-    host, _, port = cfg.etcd_endpoint.removeprefix("http://").rpartition(":")
-    healthy = EtcdProcess(host=host, client_port=int(port)).healthy()
-    click.echo(f"etcd {cfg.etcd_endpoint} {'healthy' if healthy else 'DOWN'}")
+    if cfg.etcd_members:
+        members = EtcdCluster([MemberSpec.from_json(m) for m in cfg.etcd_members])
+        for name in members.names:
+            seen = members.status(name)
+            role = "DOWN" if seen is None else ("leader" if seen[0] == seen[1] else "follower")
+            click.echo(f"etcd {name} {members.spec(name).endpoint} {role}")
+    else:
+        host, _, port = cfg.etcd_endpoint.removeprefix("http://").rpartition(":")
+        healthy = EtcdProcess(host=host, client_port=int(port)).healthy()
+        click.echo(f"etcd {cfg.etcd_endpoint} {'healthy' if healthy else 'DOWN'}")
     rows = [("MACHINE", "IP", "MACHINE-ID", "STATE", "FLEETD", "REGISTERED")]
     for n in machines:
         rows.append(
@@ -257,3 +301,57 @@ def env(state_dir: Path) -> None:
     """Print the lines to `eval` again."""
     for line in env_lines(state_dir):
         click.echo(line)
+
+
+def _members(state_dir: Path) -> EtcdCluster:
+    cfg = ClusterConfig.load(state_dir)
+    if not cfg.etcd_members:
+        raise InvalidConfig(
+            f"the cluster in {state_dir} runs a single etcd: `fleet-cluster up --etcd-members 3`"
+        )
+    return EtcdCluster([MemberSpec.from_json(m) for m in cfg.etcd_members])
+
+
+@click.group()
+def etcd() -> None:
+    """Faults on one etcd member of a `up --etcd-members 3|5` cluster (by PID)."""
+
+
+_FAULTS: dict[str, tuple[str, Callable[[EtcdCluster, str], None]]] = {
+    "kill": ("SIGKILL the member (a crash).", EtcdCluster.kill),
+    "pause": ("SIGSTOP the member: sockets stay open, nothing answers.", EtcdCluster.pause),
+    "resume": ("SIGCONT a paused member.", EtcdCluster.resume),
+    "move-leader": ("Make the member the raft leader.", EtcdCluster.move_leader),
+}
+
+
+def _fault_command(verb: str, doc: str, act: Callable[[EtcdCluster, str], None]) -> None:
+    @etcd.command(name=verb, help=doc)
+    @click.argument("member")
+    @click.pass_obj
+    def command(state_dir: Path, member: str) -> None:
+        act(_members(state_dir), member)
+        click.echo(f"etcd member {member}: {verb} done", err=True)
+
+
+for _verb, (_doc, _act) in _FAULTS.items():
+    _fault_command(_verb, _doc, _act)
+
+
+@etcd.command(name="restart")
+@click.argument("member")
+@click.option("--no-wait", is_flag=True, help="Do not wait until it is healthy.")
+@click.pass_obj
+def etcd_restart(state_dir: Path, member: str, no_wait: bool) -> None:
+    """Start the member again on its data dir and ports (stopping it first if it runs)."""
+    members = _members(state_dir)
+    members.restart(member, wait=not no_wait)
+    members.detach()
+    click.echo(f"etcd member {member}: restarted", err=True)
+
+
+@etcd.command(name="leader")
+@click.pass_obj
+def etcd_leader(state_dir: Path) -> None:
+    """Print the name of the member that leads."""
+    click.echo(_members(state_dir).leader())

@@ -11,6 +11,7 @@ import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from fleet.cluster import nodes
 from fleet.cluster.provision import provision_machine
@@ -34,6 +35,9 @@ class ClusterConfig:
     extra_config: dict[str, str] = field(default_factory=dict)
     metadata: dict[str, dict[str, str]] = field(default_factory=dict)  # by machine name
     default_metadata: dict[str, str] = field(default_factory=dict)
+    # With --etcd-members 3|5: one MemberSpec (fleet.cluster.etcd_members) each;
+    # etcd_endpoint is then every member's URL, comma-joined.
+    etcd_members: list[dict[str, Any]] = field(default_factory=list)
 
     def save(self, state_dir: Path) -> None:
         (state_dir / CLUSTER_FILE).write_text(json.dumps(asdict(self), indent=2) + "\n")

@@ -39,6 +39,11 @@ class EtcdProcess:
     data_dir: Path | None = None
     fast: bool = True  # heartbeat 10 ms / election 100 ms: honours 1 s lease TTLs
     log_path: Path | None = None
+    # A member of a multi-member cluster (fleet.cluster.etcd_members): its name
+    # and the whole --initial-cluster; raft timings in ms (heartbeat, election).
+    name: str = "fleet"
+    initial_cluster: str = ""
+    raft_ms: tuple[int, int] | None = None
     proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
     _own_dir: bool = field(default=False, init=False)
 
@@ -46,7 +51,16 @@ class EtcdProcess:
     def endpoint(self) -> str:
         return f"http://{self.host}:{self.client_port}"
 
+    @property
+    def peer_url(self) -> str:
+        return f"http://{self.host}:{self.peer_port}"
+
     def start(self, timeout: float = 20.0) -> EtcdProcess:
+        self.spawn()
+        return self.wait_healthy(timeout)
+
+    def spawn(self) -> None:
+        """Start the process without waiting (members of one cluster start together)."""
         binary = shutil.which("etcd")
         if binary is None:
             raise FleetError("etcd not found: install Debian's etcd-server package")
@@ -55,29 +69,37 @@ class EtcdProcess:
         if self.data_dir is None:
             self.data_dir = Path(tempfile.mkdtemp(prefix="fleet-etcd-"))
             self._own_dir = True
-        peer = f"http://{self.host}:{self.peer_port}"
+        peer = self.peer_url
         args = [
             binary,
-            "--name=fleet",
+            f"--name={self.name}",
             f"--data-dir={self.data_dir}",
             f"--listen-client-urls={self.endpoint}",
             f"--advertise-client-urls={self.endpoint}",
             f"--listen-peer-urls={peer}",
             f"--initial-advertise-peer-urls={peer}",
-            f"--initial-cluster=fleet={peer}",
+            f"--initial-cluster={self.initial_cluster or f'{self.name}={peer}'}",
             "--initial-cluster-state=new",
             "--auto-compaction-mode=revision",
             "--auto-compaction-retention=1000",
             "--logger=zap",
             "--log-level=error",
         ]
-        if self.fast:
+        if self.raft_ms is not None:
+            heartbeat, election = self.raft_ms
+            args += [f"--heartbeat-interval={heartbeat}", f"--election-timeout={election}"]
+        elif self.fast:
             args += ["--heartbeat-interval=10", "--election-timeout=100"]
         log = open(self.log_path or os.devnull, "ab")  # noqa: SIM115 - owned by the child
         self.proc = subprocess.Popen(
             args, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True
         )
         log.close()
+
+    def wait_healthy(self, timeout: float = 20.0) -> EtcdProcess:
+        """Block until /health answers true (a member needs its quorum for that)."""
+        if self.proc is None:
+            raise FleetError("etcd was not started")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -13,10 +13,10 @@ one never disturbs another.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +49,11 @@ _CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = (
 
 _UNAVAILABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 
+# etcd's "require leader" request metadata (rpctypes.MetadataRequireLeaderKey):
+# a member without a raft leader fails the request with UNAVAILABLE "no leader",
+# and ends a watch stream once it loses its leader.
+_REQUIRE_LEADER = ("hasleader", "true")
+
 
 def _read(path: str | None, what: str) -> bytes | None:
     if path is None:
@@ -63,26 +68,56 @@ def _read(path: str | None, what: str) -> bytes | None:
     return data
 
 
+def _cancelled_by_us() -> bool:
+    """Whether the running task is being cancelled (not just a call under it)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 def translate(exc: grpc.aio.AioRpcError, url: str) -> StoreError:
     """One gRPC failure as the project's error; the caller raises it ``from exc``.
 
     A call cancelled because the task awaiting it is being cancelled stays a
     cancellation: as a StoreError it would be swallowed by the retry loops of
-    watches and presence, and a shutdown would wait for them forever.
+    watches and presence, and a shutdown would wait for them forever. A call
+    cancelled by anything else (its channel, a failover) is an outage.
     """
     code, details = exc.code(), exc.details() or ""
-    task = asyncio.current_task()
-    if code == grpc.StatusCode.CANCELLED and task is not None and task.cancelling():
-        raise asyncio.CancelledError from exc
-    if code in _UNAVAILABLE:
+    if code == grpc.StatusCode.CANCELLED:
+        if _cancelled_by_us():
+            raise asyncio.CancelledError from exc
+        return StoreUnavailable(f"etcd at {url}: call cancelled ({details or 'no reason'})")
+    if code in _UNAVAILABLE or (code == grpc.StatusCode.INTERNAL and "from Core" in details):
+        # "Internal error from Core": gRPC's own transport failing a call (seen
+        # on watch streams while members die), not an answer from etcd.
         return StoreUnavailable(f"cannot reach etcd at {url}: {details or code.name}")
     if code == grpc.StatusCode.OUT_OF_RANGE and "compacted" in details:
         return StoreCompacted(f"etcd at {url}: {details}")
     return StoreError(f"etcd at {url} refused the request ({code.name}): {details}")
 
 
+@dataclass(eq=False)
+class _Member:
+    """One endpoint's channel, its stubs, its auth token and its open watches."""
+
+    index: int
+    endpoint: Endpoint
+    channel: grpc.aio.Channel
+    kv: Any
+    lease: Any
+    maintenance: Any
+    watch: Any
+    auth: Any
+    cluster: Any
+    metadata: tuple[tuple[str, str], ...] = (_REQUIRE_LEADER,)
+    authenticated: bool = False
+    watches: set[Any] = field(default_factory=set)
+    moved: set[Any] = field(default_factory=set)
+
+
 class EtcdConnection:
-    """One gRPC channel to the first reachable endpoint, failing over on outage."""
+    """One gRPC channel per endpoint; calls go to the member in use and fail
+    over to the next on an outage answer."""
 
     def __init__(
         self,
@@ -109,21 +144,28 @@ class EtcdConnection:
         self._cert = _read(cert_file, "certificate")
         self._key = _read(key_file, "key")
         self._index = 0
-        self._channel: grpc.aio.Channel | None = None
-        self._retired: list[grpc.aio.Channel] = []
-        self._metadata: tuple[tuple[str, str], ...] = ()
-        self.kv: Any = None
-        self.lease: Any = None
-        self.maintenance: Any = None
-        self.cluster: Any = None
-        self._watch_stub: Any = None
-        self._keepalive_channel: grpc.aio.Channel | None = None
-        self._keepalive_stub: Any = None
+        self._members: list[_Member | None] = [None] * len(self.endpoints)
+        self.failovers = 0  # how often calls moved to another member (tests, logs)
+        # Keepalives go over a channel of their own: (member index, channel, lease stub).
+        self._keepalive: tuple[int, grpc.aio.Channel, Any] | None = None
         self._retired_keepalive: list[tuple[float, grpc.aio.Channel]] = []
 
     @property
     def url(self) -> str:
         return self.endpoints[self._index].url
+
+    # Stubs of the member in use (``call(stub, ...)`` and tests name them).
+    @property
+    def kv(self) -> Any:
+        return self._member(self._index).kv
+
+    @property
+    def lease(self) -> Any:
+        return self._member(self._index).lease
+
+    @property
+    def maintenance(self) -> Any:
+        return self._member(self._index).maintenance
 
     def _new_channel(
         self, endpoint: Endpoint, extra: tuple[tuple[str, Any], ...] = ()
@@ -136,15 +178,24 @@ class EtcdConnection:
             return grpc.aio.secure_channel(endpoint.target, creds, options=options)
         return grpc.aio.insecure_channel(endpoint.target, options=options)
 
-    def _open(self, endpoint: Endpoint) -> None:
-        channel = self._new_channel(endpoint)
-        self._channel = channel
-        self.kv = rpc.KVStub(channel)
-        self.lease = rpc.LeaseStub(channel)
-        self.maintenance = rpc.MaintenanceStub(channel)
-        self.cluster = rpc.ClusterStub(channel)
-        self._watch_stub = rpc.WatchStub(channel)
-        self._metadata = ()
+    def _member(self, index: int) -> _Member:
+        member = self._members[index]
+        if member is None:
+            endpoint = self.endpoints[index]
+            channel = self._new_channel(endpoint)
+            member = _Member(
+                index,
+                endpoint,
+                channel,
+                kv=rpc.KVStub(channel),
+                lease=rpc.LeaseStub(channel),
+                maintenance=rpc.MaintenanceStub(channel),
+                watch=rpc.WatchStub(channel),
+                auth=rpc.AuthStub(channel),
+                cluster=rpc.ClusterStub(channel),
+            )
+            self._members[index] = member
+        return member
 
     async def status_of(self, url: str) -> Any:
         """Maintenance.Status of the member at ``url`` over a channel of its own (the
@@ -153,81 +204,90 @@ class EtcdConnection:
         channel = self._new_channel(endpoint)
         try:
             return await rpc.MaintenanceStub(channel).Status(
-                rpc.StatusRequest(), timeout=self.timeout, metadata=self._metadata
+                rpc.StatusRequest(),
+                timeout=self.timeout,
+                metadata=self._member(self._index).metadata,
             )
         except grpc.aio.AioRpcError as exc:
             raise translate(exc, url) from exc
         finally:
             await channel.close()
 
-    async def _close_channel(self) -> None:
-        if self._channel is not None:
-            channel, self._channel = self._channel, None
-            await channel.close()
-
-    async def _authenticate(self) -> None:
-        if self._username is None or self._channel is None:
+    async def _authenticate(self, member: _Member) -> None:
+        """Log in on ``member`` (a simple-token login is per member)."""
+        if self._username is None:
+            member.authenticated = True
             return
         request = rpc.AuthenticateRequest(name=self._username, password=self._password)
-        response = await rpc.AuthStub(self._channel).Authenticate(request, timeout=self.timeout)
-        self._metadata = (("token", response.token),)
+        response = await member.auth.Authenticate(
+            request, timeout=self.timeout, metadata=(_REQUIRE_LEADER,)
+        )
+        member.metadata = (("token", response.token), _REQUIRE_LEADER)
+        member.authenticated = True
+
+    async def _ready(self) -> _Member:
+        """The member in use, logged in; an outage while logging in fails over."""
+        member = self._member(self._index)
+        if not member.authenticated:
+            try:
+                await self._authenticate(member)
+            except grpc.aio.AioRpcError as exc:
+                error = translate(exc, member.endpoint.url)
+                if isinstance(error, StoreUnavailable):
+                    self._fail_over(member)
+                raise error from exc
+        return member
 
     async def connect(self) -> None:
         """Use the first endpoint that answers a linearizable read within the deadline."""
         failures: list[str] = []
         for index, endpoint in enumerate(self.endpoints):
             self._index = index
-            self._open(endpoint)
+            member = self._member(index)
             try:
-                await self._authenticate()
-                await self.kv.Range(
+                await self._authenticate(member)
+                await member.kv.Range(
                     rpc.RangeRequest(key=b"\x00", count_only=True),
                     timeout=self.timeout,
-                    metadata=self._metadata,
+                    metadata=member.metadata,
                 )
             except grpc.aio.AioRpcError as exc:
                 failures.append(str(translate(exc, endpoint.url)))
-                await self._close_channel()
                 continue
             return
         self._index = 0
         raise StoreUnavailable("; ".join(failures))
 
     async def close(self) -> None:
+        members = [m for m in self._members if m is not None]
+        self._members = [None] * len(self.endpoints)
+        for member in members:
+            await member.channel.close()
+        if self._keepalive is not None:
+            await self._keepalive[1].close()
+            self._keepalive = None
         await self._close_retired_keepalive_channels(everything=True)
-        if self._keepalive_channel is not None:
-            channel, self._keepalive_channel = self._keepalive_channel, None
-            await channel.close()
-        for old in self._retired:
-            await old.close()
-        self._retired = []
-        await self._close_channel()
 
-    async def _fail_over(self, failed: grpc.aio.Channel | None) -> None:
-        """After an outage answer on ``failed``, later calls go to the next endpoint.
+    def _fail_over(self, failed: _Member) -> None:
+        """After an outage answer from ``failed``, later calls go to the next member.
 
-        Concurrent calls that failed on the same channel rotate only once. The
-        old channel is closed one rotation later, not now, so calls still in
-        flight on it end on their own deadline instead of being cut.
+        Concurrent calls that failed on the same member rotate only once. The
+        channel stays open (calls in flight on it end on their own deadline),
+        but the watch streams on it are ended: their owners resume them on the
+        member now in use.
         """
-        if len(self.endpoints) < 2 or failed is None or failed is not self._channel:
+        if len(self.endpoints) < 2 or failed.index != self._index:
             return
-        for old in self._retired:
-            await old.close()
-        self._retired = [failed]
         self._index = (self._index + 1) % len(self.endpoints)
-        self._open(self.endpoints[self._index])
-        if self._keepalive_channel is not None:
-            self._open_keepalive_channel()  # follow to the next endpoint
-        with contextlib.suppress(grpc.aio.AioRpcError):
-            await self._authenticate()
+        self.failovers += 1
+        log.info("etcd: %s failed; using %s", failed.endpoint.url, self.url)
+        for call in list(failed.watches):
+            failed.moved.add(call)
+            call.cancel()
 
     async def call(self, stub: str, method: str, request: Any) -> Any:
         """One unary RPC with the deadline, a re-login on an expired token, and
         translation of every gRPC failure."""
-        if self._channel is None:
-            self._open(self.endpoints[self._index])
-            await self._guard(self._authenticate())
         if self._metrics is None:
             return await self._call(stub, method, request)
         with self._metrics.time_registry_operation(method):
@@ -235,25 +295,27 @@ class EtcdConnection:
 
     async def _call(self, stub: str, method: str, request: Any) -> Any:
         for attempt in range(2):
-            channel = self._channel
-            target = getattr(getattr(self, stub), method)
+            member = await self._ready()
+            target = getattr(getattr(member, stub), method)
             try:
-                return await target(request, timeout=self.timeout, metadata=self._metadata)
+                return await target(request, timeout=self.timeout, metadata=member.metadata)
             except grpc.aio.AioRpcError as exc:
                 if exc.code() == grpc.StatusCode.UNAUTHENTICATED and attempt == 0:
-                    await self._guard(self._authenticate())
+                    member.authenticated = False
                     continue
-                error = translate(exc, self.url)
+                error = translate(exc, member.endpoint.url)
                 if isinstance(error, StoreUnavailable):
-                    await self._fail_over(channel)
+                    self._fail_over(member)
                 raise error from exc
+            except asyncio.CancelledError:
+                if _cancelled_by_us():
+                    raise
+                # grpc.aio cancelled the call under us (its channel went away).
+                self._fail_over(member)
+                raise StoreUnavailable(
+                    f"etcd at {member.endpoint.url}: call cancelled by its channel"
+                ) from None
         raise AssertionError("unreachable")
-
-    async def _guard(self, awaitable: Any) -> Any:
-        try:
-            return await awaitable
-        except grpc.aio.AioRpcError as exc:
-            raise translate(exc, self.url) from exc
 
     async def keepalive_once(
         self, lease_id: int, deadline: float | None = None, fresh: bool = False
@@ -261,57 +323,55 @@ class EtcdConnection:
         """Refresh a lease within ``deadline`` (default: the request timeout); returns
         the TTL etcd granted (0: the lease is gone).
 
-        Keepalives go over a channel of their own. With ``fresh`` it is a new one (a
-        new TCP connection): after a refresh failed, the old connection may be stuck
-        in a blackout's retransmission back-off long after the network is back."""
+        Keepalives go over a channel of their own, to the member in use. With
+        ``fresh`` it is a new one (a new TCP connection): after a refresh failed, the
+        old connection may be stuck in a blackout's retransmission back-off long after
+        the network is back."""
 
         async def one_request() -> AsyncIterator[Any]:
             yield rpc.LeaseKeepAliveRequest(ID=lease_id)
 
-        if self._channel is None:
-            self._open(self.endpoints[self._index])
-        if fresh or self._keepalive_channel is None:
-            self._open_keepalive_channel()
+        member = await self._ready()
+        if fresh or self._keepalive is None or self._keepalive[0] != member.index:
+            self._open_keepalive_channel(member)
         await self._close_retired_keepalive_channels()
-        channel = self._channel
-        assert self._keepalive_stub is not None
+        assert self._keepalive is not None
         timeout = self.timeout if deadline is None else min(deadline, self.timeout)
-        call = self._keepalive_stub.LeaseKeepAlive(
-            one_request(), timeout=timeout, metadata=self._metadata
+        call = self._keepalive[2].LeaseKeepAlive(
+            one_request(), timeout=timeout, metadata=member.metadata
         )
+        url = member.endpoint.url
         try:
             async for reply in call:
                 return int(reply.TTL)
         except grpc.aio.AioRpcError as exc:
-            error = translate(exc, self.url)
-            if isinstance(error, StoreUnavailable):
-                await self._fail_over(channel)
+            error = translate(exc, url)
+            # A refresh's deadline is short: one missed is retried on a fresh
+            # connection to the same member; a missed retry moves to the next member.
+            timed_out = exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            if isinstance(error, StoreUnavailable) and (fresh or not timed_out):
+                self._fail_over(member)
             raise error from exc
         except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
+            if _cancelled_by_us():
                 raise
-            # The call was cancelled under us (its channel closed), not this task.
-            raise StoreUnavailable(
-                f"cannot reach etcd at {self.url}: keepalive call cancelled"
-            ) from None
+            self._fail_over(member)
+            raise StoreUnavailable(f"etcd at {url}: keepalive cancelled by its channel") from None
         finally:
             call.cancel()
-        raise StoreUnavailable(f"cannot reach etcd at {self.url}: keepalive stream closed")
+        self._fail_over(member)
+        raise StoreUnavailable(f"cannot reach etcd at {url}: keepalive stream closed")
 
-    def _open_keepalive_channel(self) -> None:
-        old, self._keepalive_channel = self._keepalive_channel, None
-        if old is not None:
+    def _open_keepalive_channel(self, member: _Member) -> None:
+        if self._keepalive is not None:
             # Closed only once no keepalive can still be in flight on it (each has a
             # deadline of at most the request timeout): closing a channel cancels its
             # calls, and another lease's refresh may be using this one.
-            self._retired_keepalive.append((time.monotonic() + self.timeout + 1.0, old))
+            due = time.monotonic() + self.timeout + 1.0
+            self._retired_keepalive.append((due, self._keepalive[1]))
         # A subchannel of its own: gRPC would otherwise share the stuck connection.
-        channel = self._new_channel(
-            self.endpoints[self._index], (("grpc.use_local_subchannel_pool", 1),)
-        )
-        self._keepalive_channel = channel
-        self._keepalive_stub = rpc.LeaseStub(channel)
+        channel = self._new_channel(member.endpoint, (("grpc.use_local_subchannel_pool", 1),))
+        self._keepalive = (member.index, channel, rpc.LeaseStub(channel))
 
     async def _close_retired_keepalive_channels(self, everything: bool = False) -> None:
         now = time.monotonic()
@@ -326,9 +386,9 @@ class EtcdConnection:
     async def watch(self, key: bytes, end: bytes, start_revision: int) -> AsyncGenerator[Any, None]:
         """Raw WatchResponses of one fresh stream. The first item is the
         creation response. A compacted start raises StoreCompacted with etcd's
-        compact revision; a broken stream raises StoreUnavailable."""
-        if self._channel is None:
-            self._open(self.endpoints[self._index])
+        compact revision; a broken stream, or one moved off a failed member,
+        raises StoreUnavailable."""
+        member = await self._ready()
         stop = asyncio.Event()
         create = rpc.WatchRequest(
             create_request=rpc.WatchCreateRequest(
@@ -340,9 +400,9 @@ class EtcdConnection:
             yield create
             await stop.wait()  # keep the request side open for the stream's life
 
-        channel = self._channel
-        call = self._watch_stub.Watch(requests(), metadata=self._metadata)
-        url = self.url
+        call = member.watch.Watch(requests(), metadata=member.metadata)
+        url = member.endpoint.url
+        member.watches.add(call)
         try:
             async with asyncio.timeout(self.timeout):
                 first = await call.read()
@@ -357,13 +417,23 @@ class EtcdConnection:
                 self._check(response, url)
                 yield response
         except TimeoutError as exc:
+            self._fail_over(member)
             raise StoreUnavailable(f"cannot reach etcd at {url}: watch not created") from exc
         except grpc.aio.AioRpcError as exc:
+            if call in member.moved and exc.code() == grpc.StatusCode.CANCELLED:
+                raise StoreUnavailable(f"watch moved off etcd at {url}") from exc
             error = translate(exc, url)
             if isinstance(error, StoreUnavailable):
-                await self._fail_over(channel)
+                self._fail_over(member)
             raise error from exc
+        except asyncio.CancelledError:
+            if _cancelled_by_us():
+                raise
+            self._fail_over(member)
+            raise StoreUnavailable(f"watch moved off etcd at {url}") from None
         finally:
+            member.watches.discard(call)
+            member.moved.discard(call)
             stop.set()
             call.cancel()
 

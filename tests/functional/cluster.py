@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from typing import TypeVar
 from fleet.cluster import nodes
 from fleet.cluster.config import ClusterConfig
 from fleet.cluster.etcd import EtcdProcess
+from fleet.cluster.etcd_members import EtcdCluster, plan_members
 from fleet.cluster.provision import default_fleetd
 from fleet.cluster.registration import registered_machines
 from fleet.errors import Timeout
@@ -69,7 +71,7 @@ class Cluster:
     """A running cluster; :meth:`start` boots one, :meth:`stop` removes every trace."""
 
     layout: ClusterLayout
-    etcd: EtcdProcess
+    etcd: EtcdProcess | EtcdCluster  # EtcdCluster with etcd_members > 1
     config: ClusterConfig
     boot_seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
@@ -90,6 +92,7 @@ class Cluster:
         api_port: int | None = 54728,
         key_prefix: str = DEFAULT_KEY_PREFIX,
         timeout: float = 60,
+        etcd_members: int = 1,
     ) -> Cluster:
         """Boot ``count`` machines with fleetd and wait until every fleetd registered."""
         started = time.monotonic()
@@ -102,7 +105,17 @@ class Cluster:
         lay.state_dir.mkdir(parents=True)
         nodes.ensure_bridge(lay)
         # etcd's data stays off the state dir: a failed boot removes that dir.
-        etcd = EtcdProcess(host=lay.host_ip, fast=True).start()
+        etcd: EtcdProcess | EtcdCluster
+        if etcd_members == 1:
+            etcd = EtcdProcess(host=lay.host_ip, fast=True).start()
+        else:
+            # Members' data on tmpfs, off the state dir; raft timings between the
+            # single test etcd's (10/100 ms) and etcd's defaults (100/1000 ms).
+            data = Path(tempfile.mkdtemp(prefix=f"{layout.prefix}-etcd-", dir="/dev/shm"))
+            etcd = EtcdCluster(
+                plan_members(etcd_members, lay.host_ip, data, log_dir=data, raft_ms=(50, 500)),
+                own_dir=data,
+            ).start()
         if isinstance(metadata, Mapping) or metadata is None:
             per_machine: dict[str, dict[str, str]] = {}
             default = dict(metadata or {})
