@@ -32,6 +32,7 @@ from fleet.agent.states import StatePublisher
 from fleet.agent.unitdir import UnitDirectory
 from fleet.agent.watches import agent_scopes, wake_on_changes
 from fleet.core.agent_plan import AgentReason, CurrentUnit, plan_agent
+from fleet.core.events import EventFactory
 from fleet.core.model import Machine
 from fleet.errors import FleetError, StoreError
 from fleet.ports import (
@@ -79,6 +80,7 @@ class Agent:
         register_backoff: tuple[float, float] = (1.0, 60.0),
         watches: bool = True,
         lease_file: str | Path | None = None,
+        events: bool = True,
     ) -> None:
         self.store = store
         self.systemd = systemd
@@ -111,6 +113,9 @@ class Agent:
             clock=clock,
             retry_interval=retry_interval,
             on_error=self._report,
+            # B13: what the agent does with its units, in the units' histories.
+            events=EventFactory(machine.id) if events else None,
+            machine_id=machine.id,
         )
         self.states = StatePublisher(
             store,

@@ -16,9 +16,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Mapping
 
 from fleet.agent.executor import ActionExecutor
 from fleet.agent.presence import Presence
+from fleet.core.events import EventKind
 from fleet.core.model import DesiredState, UnitState
 from fleet.core.outcome import QUEUED
 from fleet.errors import InvalidInput, StoreError, SystemdError
@@ -27,6 +29,8 @@ from fleet.ports import AgentStore, Clock, MachineLease, SystemdManager, UnitCha
 log = logging.getLogger(__name__)
 
 _UNKNOWN = ("not-found", "inactive", "dead")
+# The agent trims the event streams it wrote to after this many events (B13).
+TRIM_AFTER = 50
 
 
 class StatePublisher:
@@ -58,6 +62,9 @@ class StatePublisher:
         self._published: dict[str, UnitState] = {}
         # The lease ``_published`` describes: states hang on a lease.
         self._published_on: MachineLease | None = None
+        # B13: the start (by the executor's count) whose result was recorded.
+        self._start_recorded: dict[str, int] = {}
+        self._events_since_trim = 0
 
     def mark_dirty(self) -> None:
         """Refresh soon (debounced) instead of at the next resync."""
@@ -127,6 +134,7 @@ class StatePublisher:
                     name, self.machine_id, load, active, sub, trouble.hash,
                     DesiredState.INACTIVE, error=trouble.error,
                 )  # fmt: skip
+        self._note_events(wanted, started)
         for name, state in sorted(wanted.items()):
             if self._published.get(name) != state:
                 try:
@@ -139,6 +147,44 @@ class StatePublisher:
         for name in sorted(set(self._published) - set(wanted)):
             await self.store.delete_unit_state(name, self.machine_id)
             del self._published[name]
+        await self.flush_events()
+
+    def _note_events(self, wanted: dict[str, UnitState], started: Mapping[str, str]) -> None:
+        """Events from systemd: a start job's result, a unit newly failed (B13)."""
+        executor = self.executor
+        if executor.event_factory is None:
+            return
+        for name, result in started.items():
+            seq = executor.start_seq.get(name, 0)
+            if not result or result == QUEUED or self._start_recorded.get(name) == seq:
+                continue
+            self._start_recorded[name] = seq
+            if result == "done":
+                executor.event(EventKind.STARTED, name, "started (start job done)", result)
+            else:
+                executor.event(EventKind.FAILED, name, f"start job {result}", result)
+        for name, state in wanted.items():
+            before = self._published.get(name)
+            was_failed = before is not None and before.active_state == "failed"
+            if state.active_state == "failed" and not was_failed:
+                why = f" ({state.result})" if state.result else ""
+                executor.event(EventKind.FAILED, name, f"unit failed{why}", state.result or None)
+        for name in set(self._start_recorded) - set(executor.start_seq):
+            del self._start_recorded[name]
+
+    async def flush_events(self) -> None:
+        """Write the events queued since the last publish, in batched transactions;
+        trim this agent's streams every :data:`TRIM_AFTER` events."""
+        events = self.executor.events
+        if not events:
+            return
+        batch = list(events)
+        await self.store.record_events(batch)
+        del events[: len(batch)]
+        self._events_since_trim += len(batch)
+        if self._events_since_trim >= TRIM_AFTER:
+            self._events_since_trim = 0
+            await self.store.trim_events()
 
     async def withdraw(self) -> None:
         """Delete every state this agent published (fleet's Purge)."""

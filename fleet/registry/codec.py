@@ -13,6 +13,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from fleet.core.events import Event, EventKind
 from fleet.core.maintenance import (
     DEFAULT_MIN_HEALTHY,
     Cordon,
@@ -297,3 +298,46 @@ def decode_drain_status(raw: bytes, where: str) -> DrainStatus:
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise StoreError(f"corrupt value at {where}: {exc}") from exc
     return DrainStatus(phase, _num(obj, "started", where, 0.0), moves, str(obj.get("detail", "")))
+
+
+def encode_event(event: Event) -> bytes:
+    return _dump(
+        {
+            "id": event.id,
+            "time": event.time,
+            "kind": event.kind.value,
+            "unit": event.unit,
+            "machine": event.machine,
+            "message": event.message,
+            "reason": event.reason,
+            "result": event.result,
+        }
+    )
+
+
+def _opt_str(obj: Mapping[str, Any], field: str, where: str) -> str | None:
+    value = obj.get(field)
+    if value is not None and not isinstance(value, str):
+        raise StoreError(f"corrupt value at {where}: {field} is not a string")
+    return value
+
+
+def decode_event(raw: bytes, where: str) -> Event:
+    obj = _load(raw, where)
+    try:
+        kind = EventKind(str(obj.get("kind")))
+    except ValueError as exc:
+        raise StoreError(f"corrupt value at {where}: unknown event kind") from exc
+    time = obj.get("time")
+    if not isinstance(time, int | float) or isinstance(time, bool):
+        raise StoreError(f"corrupt value at {where}: time is not a number")
+    return Event(
+        id=_str(obj, "id", where),
+        time=float(time),
+        kind=kind,
+        unit=_opt_str(obj, "unit", where),
+        machine=_opt_str(obj, "machine", where),
+        message=_opt_str(obj, "message", where) or "",
+        reason=_opt_str(obj, "reason", where),
+        result=_opt_str(obj, "result", where),
+    )

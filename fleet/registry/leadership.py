@@ -11,19 +11,20 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from fleet.core.events import Event
 from fleet.core.maintenance import DrainStatus
 from fleet.core.model import PlacementReason
-from fleet.errors import NotLeader
+from fleet.errors import NotLeader, StoreError
 from fleet.ports.registry import Leadership, ScheduleChange
 from fleet.registry import codec
-from fleet.registry.base import RegistryBase
+from fleet.registry.events import EventsRegistry
 from fleet.registry.keys import range_end
 from fleet.registry.leases import EtcdLeadership
 from fleet.registry.ops import LESS, MAX_TXN_OPS, batches, created, delete, modified, put, valued
 
 
-class LeadershipRegistry(RegistryBase):
-    """EngineStore."""
+class LeadershipRegistry(EventsRegistry):
+    """EngineStore (its events ride in the fenced schedule writes)."""
 
     async def campaign(self, machine_id: str, version: str, ttl: float) -> Leadership | None:
         key = self.keys.engine_leader()
@@ -72,6 +73,7 @@ class LeadershipRegistry(RegistryBase):
         changes: Sequence[ScheduleChange],
         reasons: Mapping[str, PlacementReason | None],
         drains: Mapping[str, DrainStatus] | None = None,
+        events: Sequence[Event] = (),
     ) -> None:
         held = self._held(leadership, EtcdLeadership)
         if held.lost:
@@ -92,10 +94,18 @@ class LeadershipRegistry(RegistryBase):
         for name, reason in reasons.items():
             key = self.keys.reason(name)
             ops[key] = delete(key) if reason is None else put(key, codec.encode_reason(reason))
+        # Events last: each lands in the transaction of its cause or after it.
+        # Their keys are unique ids: they never collide with the ops above.
+        event_ops = await self.event_ops(events)
         leader_key = self.keys.engine_leader()
         fence = [valued(leader_key, held.value), modified(leader_key, held.mod_revision)]
-        for batch in batches(list(ops.values())):
-            response = await self._txn(fence, batch)
+        for batch in batches([*ops.values(), *event_ops]):
+            try:
+                response = await self._txn(fence, batch)
+            except StoreError as exc:
+                if event_ops:
+                    self.events_failed(exc)
+                raise
             if not response.succeeded:
                 held.mark_lost("fenced write failed: another engine leads")
                 raise NotLeader(f"engine on {held.machine_id} is no longer the leader")
