@@ -24,6 +24,7 @@ __all__ = [
     "parse_since",
     "parse_time",
     "rfc3339",
+    "rfc3339_exact",
     "wire",
 ]
 
@@ -32,6 +33,12 @@ def rfc3339(seconds: float) -> str:
     """UTC, millisecond precision: ``2026-12-02T13:47:54.123Z``."""
     stamp = datetime.fromtimestamp(seconds, UTC)
     return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
+
+
+def rfc3339_exact(seconds: float) -> str:
+    """UTC with microseconds: a ``since`` that loses nothing on the way."""
+    stamp = datetime.fromtimestamp(seconds, UTC)
+    return stamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def parse_time(text: str) -> float:

@@ -21,6 +21,7 @@ from fleet import __version__
 from fleet.errors import FleetError
 from fleet.registry.keys import DEFAULT_PREFIX
 from fleetctl.client import DEFAULT_ENDPOINT, LEGACY_ETCD_ENDPOINTS, ClientSettings
+from fleetctl.commands import events as events_commands
 from fleetctl.commands import (
     fdforward,
     lists,
@@ -321,6 +322,7 @@ for _command in (
     *remote.COMMANDS,
     *restart.COMMANDS,
     *maintenance.COMMANDS,
+    *events_commands.COMMANDS,
     *fdforward.COMMANDS,
     *meta.COMMANDS,
     *metadata_commands.COMMANDS,

@@ -15,7 +15,7 @@ import logging
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from fleet import events
 from fleet.api.schema import ErrorEnvelope
@@ -65,6 +65,7 @@ def events_router(store: EventStore) -> APIRouter:
 
     @router.get(
         "/events",
+        response_model=None,
         responses={
             200: {
                 "description": "events, oldest first (with follow=true: NDJSON, one per line)",
@@ -73,7 +74,7 @@ def events_router(store: EventStore) -> APIRouter:
             400: {"model": ErrorEnvelope},
         },
     )
-    async def get_events(request: Request) -> JSONResponse | StreamingResponse:
+    async def get_events(request: Request) -> Response:
         query, follow = query_of(request)
         if not follow:
             found, revision = await events.list_events(store, query)

@@ -94,14 +94,20 @@ async def test_events_share_one_lease_of_max_age_plus_a_window(
 ) -> None:
     async with await connect(etcd, etcd_prefix) as reg:
         factory = EventFactory("m1")
-        await reg.record_events([factory.make(1.0, EventKind.LOADED, unit="c.service", machine="m1")])
-        await reg.record_events([factory.make(2.0, EventKind.STOPPED, unit="c.service", machine="m1")])
+        await reg.record_events(
+            [factory.make(1.0, EventKind.LOADED, unit="c.service", machine="m1")]
+        )
+        await reg.record_events(
+            [factory.make(2.0, EventKind.STOPPED, unit="c.service", machine="m1")]
+        )
         start = reg.keys.events()
         response = await reg.connection.call(
             "kv", "Range", rpc.RangeRequest(key=start, range_end=start[:-1] + b"0")
         )
         leases = {int(kv.lease) for kv in response.kvs}
-        assert len(response.kvs) == 2 and len(leases) == 1 and 0 not in leases
+        assert len(response.kvs) == 2
+        assert len(leases) == 1
+        assert 0 not in leases
         ttl = await reg.connection.call(
             "lease", "LeaseTimeToLive", rpc.LeaseTimeToLiveRequest(ID=leases.pop())
         )
