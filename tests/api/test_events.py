@@ -54,7 +54,7 @@ async def test_events_list_sorted_oldest_first_with_filters(
         }
         assert first["time"].endswith("Z")
 
-        async def ids(**params: object) -> list[str]:
+        async def ids(**params: str | int | list[str]) -> list[str]:
             r = await api.client.get("/fleet/v1/events", params=params)
             assert r.status_code == 200, r.text
             return [e["id"] for e in r.json()["events"]]
