@@ -200,7 +200,9 @@ def beyond_bound(ids: Sequence[str], bound: int) -> list[str]:
 @dataclass
 class MachineWatch:
     """What the engine last saw of the machines, to tell who joined, left or was
-    cordoned. The first look records without events (a new leader cannot know)."""
+    cordoned. The first look (a new leader's) records no joins or cordons (it
+    cannot know what is new), but a machine that still holds units while absent
+    is reported as left: the previous leader died before it could react."""
 
     present: set[str] | None = None
     cordoned: dict[str, str] = field(default_factory=dict)
@@ -211,20 +213,24 @@ class MachineWatch:
         now: float,
         machines: Iterable[str],
         cordons: Mapping[str, str],
+        holding: Iterable[str] = (),
     ) -> list[Event]:
         present = set(machines)
         cordons = dict(cordons)
-        if self.present is None:
-            self.present, self.cordoned = present, cordons
-            return []
+        first = self.present is None
+        before = set(holding) | present if self.present is None else self.present
         events: list[Event] = []
-        for m in sorted(present - self.present):
-            events.append(
-                factory.make(
-                    now, EventKind.MACHINE_JOINED, machine=m, message="machine joined the cluster"
+        if not first:
+            for m in sorted(present - before):
+                events.append(
+                    factory.make(
+                        now,
+                        EventKind.MACHINE_JOINED,
+                        machine=m,
+                        message="machine joined the cluster",
+                    )
                 )
-            )
-        for m in sorted(self.present - present):
+        for m in sorted(before - present):
             events.append(
                 factory.make(
                     now,
@@ -233,23 +239,24 @@ class MachineWatch:
                     message="machine lost: it left the cluster (its presence lease ended)",
                 )
             )
-        for m in sorted(cordons.keys() - self.cordoned.keys()):
-            why = cordons[m]
-            events.append(
-                factory.make(
-                    now,
-                    EventKind.MACHINE_CORDONED,
-                    machine=m,
-                    message="machine cordoned" + (f": {why}" if why else ""),
-                    reason=why or None,
+        if not first:
+            for m in sorted(cordons.keys() - self.cordoned.keys()):
+                why = cordons[m]
+                events.append(
+                    factory.make(
+                        now,
+                        EventKind.MACHINE_CORDONED,
+                        machine=m,
+                        message="machine cordoned" + (f": {why}" if why else ""),
+                        reason=why or None,
+                    )
                 )
-            )
-        for m in sorted(self.cordoned.keys() - cordons.keys()):
-            events.append(
-                factory.make(
-                    now, EventKind.MACHINE_UNCORDONED, machine=m, message="machine uncordoned"
+            for m in sorted(self.cordoned.keys() - cordons.keys()):
+                events.append(
+                    factory.make(
+                        now, EventKind.MACHINE_UNCORDONED, machine=m, message="machine uncordoned"
+                    )
                 )
-            )
         self.present, self.cordoned = present, cordons
         return events
 

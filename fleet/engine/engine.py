@@ -411,7 +411,8 @@ class Engine:
             return []
         view, now = self._view, self._clock.time()
         cordons = {m: c.reason for m, c in view.cordons.items()}
-        events = self._machine_watch.observe(self._events, now, view.machines, cordons)
+        holding = {m for entries in view.schedule.values() for m in entries}
+        events = self._machine_watch.observe(self._events, now, view.machines, cordons, holding)
         decisions = [Decision(c.name, c.machine_id, False, "scheduled twice") for c in removals]
         decisions += [
             Decision(u.name, u.machine_id, False, u.reason.text(u.detail))

@@ -78,6 +78,12 @@ def test_machine_watch_reports_changes_only_after_its_first_look() -> None:
     assert watch.observe(f, 3.0, ["m2", "m3"], {"m3": "disk"}) == []
 
 
+def test_a_new_leader_reports_absent_machines_that_still_hold_units() -> None:
+    f = EventFactory("e")
+    events = MachineWatch().observe(f, 1.0, ["m1"], {"m1": "x"}, holding=["m1", "m2"])
+    assert [(e.kind, e.machine) for e in events] == [(EventKind.MACHINE_LEFT, "m2")]
+
+
 def _history() -> list:  # type: ignore[type-arg]
     f = EventFactory("t")
     return [
