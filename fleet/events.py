@@ -30,9 +30,11 @@ __all__ = [
 
 
 def rfc3339(seconds: float) -> str:
-    """UTC, millisecond precision: ``2026-12-02T13:47:54.123Z``."""
-    stamp = datetime.fromtimestamp(seconds, UTC)
-    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
+    """UTC, millisecond precision: ``2026-12-02T13:47:54.123Z`` (rounded to the
+    millisecond, as events are stored)."""
+    ms = round(seconds * 1000)
+    stamp = datetime.fromtimestamp(ms // 1000, UTC)
+    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
 
 
 def rfc3339_exact(seconds: float) -> str:

@@ -11,7 +11,7 @@ from fleet.events import from_wire, parse_since, parse_time, rfc3339, rfc3339_ex
 
 def test_times_are_rfc3339_utc_and_read_back() -> None:
     assert rfc3339(0.0) == "1970-01-01T00:00:00.000Z"
-    assert rfc3339(1796220154.1059) == "2026-12-02T14:02:34.105Z"
+    assert rfc3339(1796220154.1059) == "2026-12-02T14:02:34.106Z"
     assert parse_time("2026-12-02T14:02:34.105Z") == pytest.approx(1796220154.105)
     assert parse_time("2026-12-02T15:02:34+01:00") == pytest.approx(1796220154.0)
     assert parse_time(rfc3339_exact(1796220154.123456)) == pytest.approx(1796220154.123456)

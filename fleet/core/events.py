@@ -67,6 +67,16 @@ class Event:
     result: str | None = None
 
 
+def default_message(kind: EventKind, machine: str | None) -> str:
+    """The message an event of ``kind`` on ``machine`` has unless it says more (the
+    registry stores only messages that differ from it)."""
+    if machine and kind is EventKind.PLACED:
+        return f"placed on {machine[:8]}"
+    if machine and kind is EventKind.UNSCHEDULED:
+        return f"unscheduled from {machine[:8]}"
+    return ""
+
+
 def _clip(text: str | None) -> str | None:
     return None if text is None else text[:MAX_MESSAGE]
 
@@ -79,7 +89,7 @@ class EventIds:
         self._seq = itertools.count()
 
     def next(self, time: float) -> str:
-        return f"{int(time * 1000):013d}-{next(self._seq) % 0x100000000:08x}-{self._tag}"
+        return f"{round(time * 1000):013d}-{next(self._seq) % 0x100000000:08x}-{self._tag}"
 
 
 class EventFactory:
@@ -101,11 +111,11 @@ class EventFactory:
     ) -> Event:
         return Event(
             self.ids.next(time),
-            time,
+            round(time, 3),  # stored to the millisecond
             kind,
             unit,
             machine,
-            _clip(message) or "",
+            _clip(message or default_message(kind, machine)) or "",
             _clip(reason),
             _clip(result),
         )
@@ -291,7 +301,7 @@ def schedule_events(
                 EventKind.UNSCHEDULED,
                 unit=d.unit,
                 machine=d.machine,
-                message=f"unscheduled from {d.machine[:8]}",
+                message=default_message(EventKind.UNSCHEDULED, d.machine),
                 reason=d.reason,
             )
         )
@@ -302,7 +312,8 @@ def schedule_events(
         if before is not None and before.machine != d.machine:
             kind, message = EventKind.MOVED, f"moved from {before.machine[:8]} to {d.machine[:8]}"
         else:
-            kind, message = EventKind.PLACED, f"placed on {d.machine[:8]}"
+            kind = EventKind.PLACED
+            message = default_message(kind, d.machine)
         events.append(
             factory.make(
                 now, kind, unit=d.unit, machine=d.machine, message=message, reason=d.reason

@@ -13,7 +13,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from fleet.core.events import Event, EventKind
+from fleet.core.events import Event, EventKind, default_message
 from fleet.core.maintenance import (
     DEFAULT_MIN_HEALTHY,
     Cordon,
@@ -301,18 +301,22 @@ def decode_drain_status(raw: bytes, where: str) -> DrainStatus:
 
 
 def encode_event(event: Event) -> bytes:
-    return _dump(
-        {
-            "id": event.id,
-            "time": event.time,
-            "kind": event.kind.value,
-            "unit": event.unit,
-            "machine": event.machine,
-            "message": event.message,
-            "reason": event.reason,
-            "result": event.result,
-        }
-    )
+    """Hot in the engine (one per placement), so lean: the id and the unit are in
+    the key, a message equal to :func:`default_message` and null fields are left
+    out, the time is kept to the millisecond; no key sorting."""
+    obj: dict[str, Any] = {"v": VERSION, "time": round(event.time, 3), "kind": event.kind.value}
+    if event.machine:
+        obj["machine"] = event.machine
+    if event.message and event.message != default_message(event.kind, event.machine):
+        obj["message"] = event.message
+    if event.reason is not None:
+        obj["reason"] = event.reason
+    if event.result is not None:
+        obj["result"] = event.result
+    return _EVENT_ENCODER.encode(obj).encode()
+
+
+_EVENT_ENCODER = json.JSONEncoder(separators=(",", ":"))
 
 
 def _opt_str(obj: Mapping[str, Any], field: str, where: str) -> str | None:
@@ -322,7 +326,8 @@ def _opt_str(obj: Mapping[str, Any], field: str, where: str) -> str | None:
     return value
 
 
-def decode_event(raw: bytes, where: str) -> Event:
+def decode_event(raw: bytes, where: str, event_id: str, unit: str | None) -> Event:
+    """An event from its value and what its key says (its id, its unit's stream)."""
     obj = _load(raw, where)
     try:
         kind = EventKind(str(obj.get("kind")))
@@ -331,13 +336,14 @@ def decode_event(raw: bytes, where: str) -> Event:
     time = obj.get("time")
     if not isinstance(time, int | float) or isinstance(time, bool):
         raise StoreError(f"corrupt value at {where}: time is not a number")
+    machine = _opt_str(obj, "machine", where)
     return Event(
-        id=_str(obj, "id", where),
+        id=event_id,
         time=float(time),
         kind=kind,
-        unit=_opt_str(obj, "unit", where),
-        machine=_opt_str(obj, "machine", where),
-        message=_opt_str(obj, "message", where) or "",
+        unit=unit,
+        machine=machine,
+        message=_opt_str(obj, "message", where) or default_message(kind, machine),
         reason=_opt_str(obj, "reason", where),
         result=_opt_str(obj, "result", where),
     )

@@ -95,8 +95,11 @@ class EventsRegistry(RegistryBase):
 
     def _decode(self, kv: Any) -> Event | None:
         try:
-            return codec.decode_event(bytes(kv.value), self._where(kv.key))
-        except StoreError as exc:
+            stream, event_id = Keys.parse_event_key(self.keys.relative(bytes(kv.key)))
+            kind, name = stream.split("/")[1:3]
+            unit = name if kind == EVENTS_UNIT else None
+            return codec.decode_event(bytes(kv.value), self._where(kv.key), event_id, unit)
+        except (StoreError, InvalidInput) as exc:
             log.warning("%s", exc)
             return None
 

@@ -8,6 +8,7 @@ so a deposed leader cannot write (etcd locks alone are not mutual exclusion).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -94,12 +95,16 @@ class LeadershipRegistry(EventsRegistry):
         for name, reason in reasons.items():
             key = self.keys.reason(name)
             ops[key] = delete(key) if reason is None else put(key, codec.encode_reason(reason))
-        # Events last: each lands in the transaction of its cause or after it.
-        # Their keys are unique ids: they never collide with the ops above.
+        # Events last: each lands in the transaction of its cause or after it
+        # (their keys are unique ids, never one of the keys above). The batches
+        # holding schedule writes go one after the other, as ever; the batches
+        # holding only events then go at once (etcd commits them together), so
+        # events cost about one round trip per pass, not one per 128 of them.
         event_ops = await self.event_ops(events)
         leader_key = self.keys.engine_leader()
         fence = [valued(leader_key, held.value), modified(leader_key, held.mod_revision)]
-        for batch in batches([*ops.values(), *event_ops]):
+
+        async def fenced(batch: list[Any]) -> None:
             try:
                 response = await self._txn(fence, batch)
             except StoreError as exc:
@@ -109,6 +114,21 @@ class LeadershipRegistry(EventsRegistry):
             if not response.succeeded:
                 held.mark_lost("fenced write failed: another engine leads")
                 raise NotLeader(f"engine on {held.machine_id} is no longer the leader")
+
+        written, trailing = 0, []
+        for batch in batches([*ops.values(), *event_ops]):
+            if written < len(ops):
+                await fenced(batch)
+            else:
+                trailing.append(batch)
+            written += len(batch)
+        if len(trailing) == 1:
+            await fenced(trailing[0])
+        elif trailing:
+            results = await asyncio.gather(*map(fenced, trailing), return_exceptions=True)
+            failures = [r for r in results if isinstance(r, BaseException)]
+            if failures:
+                raise next((f for f in failures if isinstance(f, NotLeader)), failures[0])
 
     async def collect_garbage(self) -> int:
         """Delete unit bodies no job refers to (feature B9); returns how many.

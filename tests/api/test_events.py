@@ -48,7 +48,7 @@ async def test_events_list_sorted_oldest_first_with_filters(
             "kind": "placed",
             "unit": "a.service",
             "machine": M1,
-            "message": "",
+            "message": "placed on m1m1m1m1",
             "reason": "why",
             "result": None,
         }
