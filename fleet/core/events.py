@@ -14,6 +14,7 @@ import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import NamedTuple
 
 from fleet.errors import InvalidInput
 
@@ -52,10 +53,10 @@ class EventKind(StrEnum):
         return self.value.startswith("machine-")
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
+class Event(NamedTuple):
     """One event. ``id`` sorts by time (then by writer and sequence); ``time`` is
-    the writer's wall clock in seconds."""
+    the writer's wall clock in seconds. A named tuple: the engine makes one per
+    placement, and a tuple is the cheapest immutable record to build."""
 
     id: str
     time: float
@@ -77,10 +78,6 @@ def default_message(kind: EventKind, machine: str | None) -> str:
     return ""
 
 
-def _clip(text: str | None) -> str | None:
-    return None if text is None else text[:MAX_MESSAGE]
-
-
 class EventIds:
     """Sortable unique ids for one writer: ``<ms since epoch, 13 digits>-<seq>-<tag>``."""
 
@@ -89,7 +86,11 @@ class EventIds:
         self._seq = itertools.count()
 
     def next(self, time: float) -> str:
-        return f"{round(time * 1000):013d}-{next(self._seq) % 0x100000000:08x}-{self._tag}"
+        return self.at(round(time * 1000))
+
+    def at(self, ms: int) -> str:
+        """The next id for a time in milliseconds since the epoch."""
+        return f"{ms:013d}-{next(self._seq) & 0xFFFFFFFF:08x}-{self._tag}"
 
 
 class EventFactory:
@@ -109,16 +110,15 @@ class EventFactory:
         reason: str | None = None,
         result: str | None = None,
     ) -> Event:
-        return Event(
-            self.ids.next(time),
-            round(time, 3),  # stored to the millisecond
-            kind,
-            unit,
-            machine,
-            _clip(message or default_message(kind, machine)) or "",
-            _clip(reason),
-            _clip(result),
-        )
+        ms = round(time * 1000)  # stored to the millisecond
+        message = message or default_message(kind, machine)
+        if len(message) > MAX_MESSAGE:
+            message = message[:MAX_MESSAGE]
+        if reason is not None and len(reason) > MAX_MESSAGE:
+            reason = reason[:MAX_MESSAGE]
+        if result is not None and len(result) > MAX_MESSAGE:
+            result = result[:MAX_MESSAGE]
+        return Event(self.ids.at(ms), ms / 1000, kind, unit, machine, message, reason, result)
 
 
 # --- reading -------------------------------------------------------------------------

@@ -9,8 +9,10 @@ guessed around.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from fleet.core.events import Event, EventKind, default_message
@@ -301,22 +303,26 @@ def decode_drain_status(raw: bytes, where: str) -> DrainStatus:
 
 
 def encode_event(event: Event) -> bytes:
-    """Hot in the engine (one per placement), so lean: the id and the unit are in
-    the key, a message equal to :func:`default_message` and null fields are left
-    out, the time is kept to the millisecond; no key sorting."""
-    obj: dict[str, Any] = {"v": VERSION, "time": round(event.time, 3), "kind": event.kind.value}
+    """Hot in the engine (one per placement), so lean and hand-built: the id and
+    the unit are in the key, a message equal to :func:`default_message` and null
+    fields are left out, the time is kept to the millisecond."""
+    kind = event.kind
+    parts = [f'{{"v":{VERSION},"time":{event.time!r},"kind":"{kind.value}"']
     if event.machine:
-        obj["machine"] = event.machine
-    if event.message and event.message != default_message(event.kind, event.machine):
-        obj["message"] = event.message
+        parts.append(f',"machine":{_json_text(event.machine)}')
+    message = event.message
+    if message and (kind not in _DEFAULTED or message != default_message(kind, event.machine)):
+        parts.append(f',"message":{_json_text(message)}')
     if event.reason is not None:
-        obj["reason"] = event.reason
+        parts.append(f',"reason":{_json_text(event.reason)}')
     if event.result is not None:
-        obj["result"] = event.result
-    return _EVENT_ENCODER.encode(obj).encode()
+        parts.append(f',"result":{_json_text(event.result)}')
+    parts.append("}")
+    return "".join(parts).encode()
 
 
-_EVENT_ENCODER = json.JSONEncoder(separators=(",", ":"))
+_DEFAULTED = frozenset({EventKind.PLACED, EventKind.UNSCHEDULED})
+_json_text = functools.lru_cache(maxsize=4096)(encode_basestring_ascii)
 
 
 def _opt_str(obj: Mapping[str, Any], field: str, where: str) -> str | None:
