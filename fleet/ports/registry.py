@@ -163,9 +163,11 @@ class EngineStore(Protocol):
         events: Sequence[Event] = (),
     ) -> None:
         """Write drain progress (machine id -> status) first, then placements and
-        removals, unplaceable reasons (None clears) and the pass's ``events``, in
-        fenced transactions of at most 128 ops each. Raises NotLeader when the fence fails; nothing
-        of that batch is written."""
+        removals, and unplaceable reasons (None clears), in fenced transactions
+        of at most 128 ops each; then the pass's ``events``, fenced too, in the
+        background (the next call, ``list_events`` and ``trim_events`` wait for
+        them; a failure to write them is logged, never raised). Raises NotLeader
+        when the fence fails; nothing of that batch is written."""
 
     async def list_unit_states_of(self, names: Sequence[str]) -> list[UnitState]:
         """The published states of these units (a drain follows its moves)."""

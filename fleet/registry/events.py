@@ -104,6 +104,7 @@ class EventsRegistry(RegistryBase):
             return None
 
     async def list_events(self, query: EventQuery) -> tuple[list[Event], int]:
+        await self.settle_events()  # this process's own events are readable at once
         found: list[Event] = []
         if query.units and query.machine is None:
             # A unit's history: its streams, then the events of the machines it names.
@@ -141,7 +142,11 @@ class EventsRegistry(RegistryBase):
 
     # --- bounding -----------------------------------------------------------------
 
+    async def settle_events(self) -> None:
+        """Wait for events still being written in the background (the engine's)."""
+
     async def trim_events(self) -> int:
+        await self.settle_events()
         streams, self._dirty_streams = sorted(self._dirty_streams), set()
         doomed: list[bytes] = []
         try:

@@ -9,6 +9,7 @@ so a deposed leader cannot write (etcd locks alone are not mutual exclusion).
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -23,9 +24,15 @@ from fleet.registry.keys import range_end
 from fleet.registry.leases import EtcdLeadership
 from fleet.registry.ops import LESS, MAX_TXN_OPS, batches, created, delete, modified, put, valued
 
+log = logging.getLogger(__name__)
+
 
 class LeadershipRegistry(EventsRegistry):
-    """EngineStore (its events ride in the fenced schedule writes)."""
+    """EngineStore (its events follow the fenced schedule writes, fenced too)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._events_task: asyncio.Task[None] | None = None
 
     async def campaign(self, machine_id: str, version: str, ttl: float) -> Leadership | None:
         key = self.keys.engine_leader()
@@ -95,40 +102,55 @@ class LeadershipRegistry(EventsRegistry):
         for name, reason in reasons.items():
             key = self.keys.reason(name)
             ops[key] = delete(key) if reason is None else put(key, codec.encode_reason(reason))
-        # Events last: each lands in the transaction of its cause or after it
-        # (their keys are unique ids, never one of the keys above). The batches
-        # holding schedule writes go one after the other, as ever; the batches
-        # holding only events then go at once (etcd commits them together), so
-        # events cost about one round trip per pass, not one per 128 of them.
-        event_ops = await self.event_ops(events)
         leader_key = self.keys.engine_leader()
         fence = [valued(leader_key, held.value), modified(leader_key, held.mod_revision)]
-
-        async def fenced(batch: list[Any]) -> None:
-            try:
-                response = await self._txn(fence, batch)
-            except StoreError as exc:
-                if event_ops:
-                    self.events_failed(exc)
-                raise
+        # The previous pass's events go first: a history stays in order.
+        await self.settle_events()
+        for batch in batches(list(ops.values())):
+            response = await self._txn(fence, batch)
             if not response.succeeded:
                 held.mark_lost("fenced write failed: another engine leads")
                 raise NotLeader(f"engine on {held.machine_id} is no longer the leader")
+        if events:
+            # Events follow their causes, fenced the same way, without holding
+            # the pass: the next pass (or settle_events) waits for them.
+            task = asyncio.get_running_loop().create_task(
+                self._write_engine_events(held, fence, events), name="engine-events"
+            )
+            self._events_task = task
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
-        written, trailing = 0, []
-        for batch in batches([*ops.values(), *event_ops]):
-            if written < len(ops):
-                await fenced(batch)
-            else:
-                trailing.append(batch)
-            written += len(batch)
-        if len(trailing) == 1:
-            await fenced(trailing[0])
-        elif trailing:
-            results = await asyncio.gather(*map(fenced, trailing), return_exceptions=True)
-            failures = [r for r in results if isinstance(r, BaseException)]
-            if failures:
-                raise next((f for f in failures if isinstance(f, NotLeader)), failures[0])
+    async def settle_events(self) -> None:
+        """Wait until the events handed to the last ``apply_schedule`` are written
+        (or given up: a failure is logged, the history then misses them)."""
+        task, self._events_task = self._events_task, None
+        if task is not None:
+            await asyncio.wait([task])
+
+    async def _write_engine_events(
+        self, held: EtcdLeadership, fence: list[Any], events: Sequence[Event]
+    ) -> None:
+        """The pass's events in fenced transactions, all sent at once (etcd commits
+        them together: about one round trip per pass, not one per 128 events)."""
+        try:
+            ops = await self.event_ops(events)
+            results = await asyncio.gather(
+                *(self._txn(fence, batch) for batch in batches(ops)), return_exceptions=True
+            )
+        except StoreError as exc:
+            results = [exc]
+        for result in results:
+            if isinstance(result, StoreError):
+                self.events_failed(result)
+                log.warning("engine: %d events not recorded: %s", len(events), result)
+                return
+            if isinstance(result, BaseException):
+                raise result
+            if not result.succeeded:
+                held.mark_lost("fenced write failed: another engine leads")
+                log.warning("engine: events not recorded: no longer the leader")
+                return
 
     async def collect_garbage(self) -> int:
         """Delete unit bodies no job refers to (feature B9); returns how many.

@@ -23,7 +23,7 @@ from fleet.errors import NotLeader, StoreCompacted
 from fleet.ports import ScheduleChange
 from fleet.registry.etcd import EtcdLeadership, EtcdRegistry
 from tests.asyncsupport import async_test
-from tests.registry.support import compact, current_revision, dump
+from tests.registry.support import compact, current_revision, dump, mod_revisions
 
 HASH = "c" * 40
 
@@ -33,7 +33,7 @@ async def connect(etcd: EtcdProcess, prefix: str) -> EtcdRegistry:
 
 
 @async_test
-async def test_engine_events_ride_in_the_fenced_schedule_transaction(
+async def test_engine_events_follow_their_schedule_writes_fenced(
     etcd: EtcdProcess, etcd_prefix: str
 ) -> None:
     async with await connect(etcd, etcd_prefix) as reg:
@@ -47,8 +47,11 @@ async def test_engine_events_ride_in_the_fenced_schedule_transaction(
         await reg.apply_schedule(
             leadership, [ScheduleChange("a.service", "m2", HASH)], {}, events=[placed]
         )
-        # One transaction: the schedule entry and its event at the same revision.
-        assert await current_revision(reg) == before + 1
+        await reg.settle_events()
+        # The schedule's transaction, then the event's (and the window's lease grant).
+        revisions = await mod_revisions(reg)
+        assert revisions["schedule/m2/a.service"] == before + 1
+        assert revisions[f"events/unit/a.service/{placed.id}"] == before + 2
         found, _ = await reg.list_events(EventQuery(units=("a.service",)))
         assert found == [placed]
 
@@ -61,6 +64,10 @@ async def test_a_deposed_leader_writes_no_events(etcd: EtcdProcess, etcd_prefix:
         await b._revoke(old.lease_id)
         assert await b.campaign("m2", "0.1.0", ttl=5) is not None
         event = EventFactory("m1").make(1.0, EventKind.PLACED, unit="a.service", machine="m2")
+        # Events alone are fenced: the failed fence marks the leadership lost.
+        await a.apply_schedule(old, [], {}, events=[event])
+        await a.settle_events()
+        assert old.lost
         with pytest.raises(NotLeader):
             await a.apply_schedule(
                 old, [ScheduleChange("a.service", "m2", HASH)], {}, events=[event]
