@@ -57,7 +57,9 @@ class EventsRegistry(RegistryBase):
         lease_id = await self._window_lease()
         dirty = self._dirty_streams
         ops = []
-        for event in events:
+        for count, event in enumerate(events, 1):
+            if count % 500 == 0:
+                await asyncio.sleep(0)  # a big pass's events must not stall the loop
             try:
                 key = self.keys.event(event.unit, event.machine, event.id)
             except InvalidInput as exc:
