@@ -9,7 +9,6 @@ lost). ``-f`` keeps printing new events until Ctrl-C, which ends it with exit 0.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from typing import TYPE_CHECKING
@@ -120,6 +119,7 @@ def events(
     as_json = output.lower() == "json"
 
     async def body(client: FleetClient) -> int:
+        import asyncio  # only a follow runs in an event loop; nothing else pays for it
         from dataclasses import replace
 
         from fleet.events import wire
