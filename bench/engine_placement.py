@@ -9,7 +9,10 @@ engine and wait until it leads and has run a pass. Timed: from the first
 transaction that flips the units to ``launched`` until a watch on
 ``schedule/`` has seen every unit placed. The same run measures the raw
 sequential put rate of that etcd (one client, one put at a time), the
-baseline every engine write competes with.
+baseline every engine write competes with, and each size twice, with the
+engine's events (B13: one ``placed`` event per placement, in the same fenced
+transactions) off and on, alternating ``--repeat`` times; ``events cost`` is
+the drop of the median placement rate with events on.
 
     .venv/bin/python bench/engine_placement.py --machines 300 --units 3000
     .venv/bin/python bench/engine_placement.py --matrix
@@ -58,6 +61,7 @@ class Result:
     raw_puts_per_s: float
     passes: int
     flip_seconds: float  # of ``seconds``, spent writing the flips themselves
+    events: bool = True
 
     @property
     def placements_per_s(self) -> float:
@@ -103,7 +107,9 @@ async def _register_simulated_machines(registry: EtcdRegistry, count: int) -> No
         await asyncio.gather(*(one(i) for i in range(start, min(count, start + 50))))
 
 
-async def run_once(etcd: EtcdProcess, machines: int, units: int, raw_puts: int) -> Result:
+async def run_once(
+    etcd: EtcdProcess, machines: int, units: int, raw_puts: int, events: bool = True
+) -> Result:
     host, port = etcd.host, etcd.client_port
     keys = Keys(PREFIX)
     async with aetcd.Client(host=host, port=port) as client:
@@ -123,7 +129,7 @@ async def run_once(etcd: EtcdProcess, machines: int, units: int, raw_puts: int) 
             ]
             await _batched_puts(client, setup)
 
-            engine = Engine(engine_registry, "bench-engine", reconcile_interval=2.0)
+            engine = Engine(engine_registry, "bench-engine", reconcile_interval=2.0, events=events)
             engine_task = asyncio.create_task(engine.run())
 
             async def passes_so_far() -> int:
@@ -175,20 +181,44 @@ async def run_once(etcd: EtcdProcess, machines: int, units: int, raw_puts: int) 
             await engine_registry.close()
             await registry.close()
         await client.delete_prefix(PREFIX.encode())
-    return Result(machines, units, seconds, raw_rate, passes, flip_seconds)
+    return Result(machines, units, seconds, raw_rate, passes, flip_seconds, events)
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
 def _print(results: list[Result]) -> None:
     header = (
-        f"{'simulated machines':>18} {'units':>7} {'seconds':>8} {'placements/s':>13} "
-        f"{'raw puts/s':>11} {'ratio':>6} {'passes':>6} {'flip writes s':>13}"
+        f"{'simulated machines':>18} {'units':>7} {'events':>6} {'seconds':>8} "
+        f"{'placements/s':>13} {'raw puts/s':>11} {'ratio':>6} {'passes':>6} "
+        f"{'flip writes s':>13}"
     )
     print(header)
     for r in results:
         print(
-            f"{r.machines:>18} {r.units:>7} {r.seconds:>8.2f} {r.placements_per_s:>13.0f} "
-            f"{r.raw_puts_per_s:>11.0f} {r.ratio:>6.1f} {r.passes:>6} {r.flip_seconds:>13.2f}"
+            f"{r.machines:>18} {r.units:>7} {'on' if r.events else 'off':>6} {r.seconds:>8.2f} "
+            f"{r.placements_per_s:>13.0f} {r.raw_puts_per_s:>11.0f} {r.ratio:>6.1f} "
+            f"{r.passes:>6} {r.flip_seconds:>13.2f}"
         )
+    sizes = sorted({(r.machines, r.units) for r in results})
+    print()
+    print(f"{'simulated machines':>18} {'units':>7} {'off /s':>9} {'on /s':>9} {'events cost':>12}")
+    for machines, units in sizes:
+        rates = {
+            on: _median(
+                [
+                    r.placements_per_s
+                    for r in results
+                    if (r.machines, r.units, r.events) == (machines, units, on)
+                ]
+            )
+            for on in (False, True)
+        }
+        cost = (rates[False] - rates[True]) / rates[False] * 100
+        print(f"{machines:>18} {units:>7} {rates[False]:>9.0f} {rates[True]:>9.0f} {cost:>11.1f}%")
 
 
 async def main_async(args: argparse.Namespace) -> list[Result]:
@@ -196,7 +226,13 @@ async def main_async(args: argparse.Namespace) -> list[Result]:
     results = []
     with EtcdProcess(fast=False) as etcd:
         for machines, units in sizes:
-            results.append(await run_once(etcd, machines, units, args.raw_puts))
+            for round_ in range(args.repeat):
+                # Alternate which goes first, so neither always runs on a warmer etcd.
+                order = (False, True) if round_ % 2 == 0 else (True, False)
+                for events in order:
+                    results.append(
+                        await run_once(etcd, machines, units, args.raw_puts, events=events)
+                    )
     return results
 
 
@@ -206,6 +242,9 @@ def main() -> None:
     parser.add_argument("--units", type=int, default=3_000)
     parser.add_argument("--matrix", action="store_true", help="run " + str(MATRIX))
     parser.add_argument("--raw-puts", type=int, default=2_000)
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="runs per size with events off and on"
+    )
     parser.add_argument("--profile", type=Path, help="write a cProfile of the run here")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args()

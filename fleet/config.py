@@ -52,6 +52,7 @@ class FleetConfig:
     authorized_keys_file: str = ""  # deprecated in fleet, ignored
     # Ours (features.md B8, architecture.md §5).
     shutdown_stops_units: bool = False
+    disable_events: bool = False  # B13: no event history is written by this fleetd
     api_listen: tuple[str, ...] = ()  # extra TCP listeners, "host:port" (B11)
     api_tls_certfile: str = ""  # with api_tls_keyfile: the TCP listeners speak HTTPS
     api_tls_keyfile: str = ""
@@ -239,6 +240,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "verify_units": _parse_bool,
     "authorized_keys_file": _parse_str,
     "shutdown_stops_units": _parse_bool,
+    "disable_events": _parse_bool,
     "api_listen": _parse_listen,
     "api_tls_certfile": _parse_str,
     "api_tls_keyfile": _parse_str,

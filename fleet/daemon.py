@@ -184,6 +184,7 @@ class Fleetd:
             watches=not config.disable_watches,
             lease_file=Path(config.units_directory).parent / "agent.lease",
             metrics=metrics,
+            events=not config.disable_events,
         )
         app = create_app(
             registry,
@@ -213,6 +214,7 @@ class Fleetd:
                         # Time for agents to register again after an etcd outage (B7).
                         machine_grace=2 * config.agent_ttl,
                         watches=not config.disable_watches,
+                        events=not config.disable_events,
                     )
                     group.create_task(engine.run(), name="engine")
                 group.create_task(self._wait_signal(agent, agent_task), name="signals")

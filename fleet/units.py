@@ -38,14 +38,14 @@ from fleet.core.requirements import Requirements, validate_unit
 from fleet.core.unitfile import UnitFile
 from fleet.core.views import UnitInfo, build_unit_infos, parse_bodies
 from fleet.errors import AlreadyExists
-from fleet.ports import ClusterView, MaintenanceStore, UnitStore
+from fleet.ports import ClusterView, EventStore, MaintenanceStore, UnitStore
 
 log = logging.getLogger(__name__)
 
 
-class Registry(UnitStore, ClusterView, MaintenanceStore, Protocol):
-    """What the API needs: the unit store, the cluster's read side and machine
-    maintenance (:mod:`fleet.maintenance`)."""
+class Registry(UnitStore, ClusterView, MaintenanceStore, EventStore, Protocol):
+    """What the API needs: the unit store, the cluster's read side, machine
+    maintenance (:mod:`fleet.maintenance`) and the event history (:mod:`fleet.events`)."""
 
 
 class Put(Enum):

@@ -33,6 +33,7 @@ from fleetctl.commands import (
     teardown,
     units,
 )
+from fleetctl.commands import events as events_commands
 from fleetctl.commands import metadata as metadata_commands
 from fleetctl.commands import rolling as rolling_commands
 from fleetctl.context import App
@@ -322,6 +323,7 @@ for _command in (
     *remote.COMMANDS,
     *restart.COMMANDS,
     *maintenance.COMMANDS,
+    *events_commands.COMMANDS,
     *fdforward.COMMANDS,
     *meta.COMMANDS,
     *metadata_commands.COMMANDS,

@@ -20,8 +20,9 @@ from fleet.errors import FleetError, InvalidConfig
 from fleet.registry.keys import DEFAULT_PREFIX
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable
+    from collections.abc import AsyncGenerator, Awaitable
 
+    from fleet.core.events import Event, EventQuery
     from fleet.core.model import ClusterInfo, DesiredState, Machine, UnitState
     from fleet.core.unitfile import UnitFile
     from fleet.core.views import UnitInfo
@@ -89,6 +90,12 @@ class FleetClient(Protocol):
     ) -> None:
         """Dynamic metadata of one machine: key -> value, None removes the key.
         Every change is checked before the first is written (InvalidInput)."""
+
+    async def list_events(self, query: EventQuery) -> list[Event]:
+        """The cluster's events ``query`` selects, oldest first (B13)."""
+
+    def follow_events(self, query: EventQuery) -> AsyncGenerator[Event, None]:
+        """The same events, then every new one as it is recorded, until closed."""
 
     async def aclose(self) -> None: ...
 

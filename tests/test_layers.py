@@ -70,6 +70,14 @@ FORBIDDEN = {
         "fleet.api",
         "fleetctl",
     ),
+    "fleet.events": (
+        "fleet.registry",
+        "fleet.systemd",
+        "fleet.agent",
+        "fleet.engine",
+        "fleet.api",
+        "fleetctl",
+    ),
     "fleet.maintenance": (
         "fleet.registry",
         "fleet.systemd",
@@ -98,6 +106,7 @@ COMPONENT_ALLOWED = (
     "fleet.units",
     "fleet.machines",
     "fleet.maintenance",
+    "fleet.events",
     "fleet.metrics",
 )
 COMPONENTS = ("fleet.engine", "fleet.agent", "fleet.api")

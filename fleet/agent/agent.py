@@ -36,6 +36,7 @@ from fleet.agent.timed import TimedSystemd
 from fleet.agent.unitdir import UnitDirectory
 from fleet.agent.watches import agent_scopes, wake_on_changes
 from fleet.core.agent_plan import AgentReason, CurrentUnit, plan_agent
+from fleet.core.events import EventFactory
 from fleet.core.model import Machine
 from fleet.errors import FleetError, StoreError
 from fleet.ports import (
@@ -87,6 +88,7 @@ class Agent:
         watches: bool = True,
         lease_file: str | Path | None = None,
         metrics: FleetMetrics | None = None,
+        events: bool = True,
     ) -> None:
         if metrics is not None:
             systemd = TimedSystemd(systemd, metrics)
@@ -122,6 +124,9 @@ class Agent:
             retry_interval=retry_interval,
             on_error=self._report,
             metrics=metrics,
+            # B13: what the agent does with its units, in the units' histories.
+            events=EventFactory(machine.id) if events else None,
+            machine_id=machine.id,
         )
         self.states = StatePublisher(
             store,

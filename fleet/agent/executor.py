@@ -29,6 +29,7 @@ from fleet.core.agent_plan import (
     DesiredUnit,
     apply_action,
 )
+from fleet.core.events import MAX_BUFFERED, Event, EventFactory, EventKind
 from fleet.core.model import DesiredState
 from fleet.core.unitfile import UnitFile
 from fleet.errors import FleetError, StoreError, SystemdError, Timeout
@@ -43,6 +44,12 @@ log = logging.getLogger(__name__)
 _RUNNING_STATES = frozenset({"active", "activating", "reloading"})
 # A unit whose action failed is retried after retry_interval, doubling up to this.
 MAX_BACKOFF = 60.0
+# The event a successful action records (a start's waits for its job's result).
+_DONE = {
+    ActionKind.LOAD: EventKind.LOADED,
+    ActionKind.STOP: EventKind.STOPPED,
+    ActionKind.UNLOAD: EventKind.UNLOADED,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,9 +79,16 @@ class ActionExecutor:
         retry_interval: float,
         on_error: Callable[[str], None],
         metrics: FleetMetrics | None = None,
+        events: EventFactory | None = None,
+        machine_id: str = "",
     ) -> None:
         self.metrics = metrics
         self.store = store
+        self.machine_id = machine_id
+        # B13: what this agent did, waiting for the state publisher to write it.
+        self.event_factory = events
+        self.events: list[Event] = []
+        self.start_seq: dict[str, int] = {}  # starts queued per unit (one event each)
         self.systemd = systemd
         self.units = units
         self.systemd_units_dir = systemd_units_dir
@@ -133,11 +147,13 @@ class ActionExecutor:
                 if self.metrics is not None:
                     self.metrics.agent_action(action.kind.name.lower(), failed=True)
                 self._on_error(f"{action}: {exc}")
+                self._note(action, exc)
                 if name:
                     failed.add(name)
                     self._trouble(name, action, exc, desired)
                 continue
             apply_action(self.current, action, desired)
+            self._note(action, None)
             acted.add(name)
             if self.metrics is not None:
                 self.metrics.agent_action(action.kind.name.lower())
@@ -147,7 +163,37 @@ class ActionExecutor:
                 log.info("unit %s: its actions succeed again", name)
         for name in set(self.troubles) - set(desired) - set(self.current):
             del self.troubles[name]  # neither wanted nor held any more
+        for name in set(self.start_seq) - set(desired) - set(self.current):
+            del self.start_seq[name]
         return not failed and not (waiting & {a.unit for a in actions})
+
+    def event(self, kind: EventKind, unit: str, message: str, result: str | None = None) -> None:
+        """Queue an event about ``unit`` on this machine (oldest dropped beyond the cap)."""
+        if self.event_factory is None:
+            return
+        self.events.append(
+            self.event_factory.make(
+                self.clock.time(),
+                kind,
+                unit=unit,
+                machine=self.machine_id,
+                message=message,
+                result=result,
+            )
+        )
+        if len(self.events) > MAX_BUFFERED:
+            del self.events[: len(self.events) - MAX_BUFFERED]
+
+    def _note(self, action: AgentAction, exc: Exception | None) -> None:
+        if self.event_factory is None or not action.unit:
+            return
+        verb = action.kind.name.lower()
+        if exc is not None:
+            self.event(EventKind.FAILED, action.unit, f"{verb} failed: {exc}", "error")
+            return
+        done = _DONE.get(action.kind)
+        if done is not None:
+            self.event(done, action.unit, f"{done.value} by the agent ({action.reason})")
 
     def next_retry_in(self) -> float | None:
         """Seconds until the first unit held back by a failure may be tried again."""
@@ -204,6 +250,7 @@ class ActionExecutor:
                 # changes; its result is looked up when states are published.
                 self._forget_start(name)
                 self.start_jobs[name] = await self.systemd.start_unit(name)
+                self.start_seq[name] = self.start_seq.get(name, 0) + 1
             case _:
                 assert_never(action.kind)
 

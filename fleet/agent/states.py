@@ -17,10 +17,12 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from fleet.agent.executor import ActionExecutor
 from fleet.agent.presence import Presence
+from fleet.core.events import EventKind
 from fleet.core.model import DesiredState, UnitState
 from fleet.core.outcome import QUEUED
 from fleet.errors import InvalidInput, StoreError, SystemdError
@@ -32,6 +34,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _UNKNOWN = ("not-found", "inactive", "dead")
+# The agent trims the event streams it wrote to after this many events (B13).
+TRIM_AFTER = 50
 
 
 class StatePublisher:
@@ -65,6 +69,9 @@ class StatePublisher:
         self._published: dict[str, UnitState] = {}
         # The lease ``_published`` describes: states hang on a lease.
         self._published_on: MachineLease | None = None
+        # B13: the start (by the executor's count) whose result was recorded.
+        self._start_recorded: dict[str, int] = {}
+        self._events_since_trim = 0
 
     def mark_dirty(self) -> None:
         """Refresh soon (debounced) instead of at the next resync."""
@@ -140,6 +147,7 @@ class StatePublisher:
             self.metrics.agent_unit_states(
                 Counter(triples.get(name, _UNKNOWN)[1] for name in held if held[name].hash)
             )
+        self._note_events(wanted, started)
         for name, state in sorted(wanted.items()):
             if self._published.get(name) != state:
                 try:
@@ -152,6 +160,44 @@ class StatePublisher:
         for name in sorted(set(self._published) - set(wanted)):
             await self.store.delete_unit_state(name, self.machine_id)
             del self._published[name]
+        await self.flush_events()
+
+    def _note_events(self, wanted: dict[str, UnitState], started: Mapping[str, str]) -> None:
+        """Events from systemd: a start job's result, a unit newly failed (B13)."""
+        executor = self.executor
+        if executor.event_factory is None:
+            return
+        for name, result in started.items():
+            seq = executor.start_seq.get(name, 0)
+            if not result or result == QUEUED or self._start_recorded.get(name) == seq:
+                continue
+            self._start_recorded[name] = seq
+            if result == "done":
+                executor.event(EventKind.STARTED, name, "started (start job done)", result)
+            else:
+                executor.event(EventKind.FAILED, name, f"start job {result}", result)
+        for name, state in wanted.items():
+            before = self._published.get(name)
+            was_failed = before is not None and before.active_state == "failed"
+            if state.active_state == "failed" and not was_failed:
+                why = f" ({state.result})" if state.result else ""
+                executor.event(EventKind.FAILED, name, f"unit failed{why}", state.result or None)
+        for name in set(self._start_recorded) - set(executor.start_seq):
+            del self._start_recorded[name]
+
+    async def flush_events(self) -> None:
+        """Write the events queued since the last publish, in batched transactions;
+        trim this agent's streams every :data:`TRIM_AFTER` events."""
+        events = self.executor.events
+        if not events:
+            return
+        batch = list(events)
+        await self.store.record_events(batch)
+        del events[: len(batch)]
+        self._events_since_trim += len(batch)
+        if self._events_since_trim >= TRIM_AFTER:
+            self._events_since_trim = 0
+            await self.store.trim_events()
 
     async def withdraw(self) -> None:
         """Delete every state this agent published (fleet's Purge)."""

@@ -22,6 +22,7 @@ from fleet.api.errors import ApiProblem, install_error_handlers
 from fleet.api.middleware import Envelope
 from fleet.api.routes_cluster import cluster_router
 from fleet.api.routes_discovery import discovery_router
+from fleet.api.routes_events import events_router
 from fleet.api.routes_machines import machines_router
 from fleet.api.routes_maintenance import maintenance_router
 from fleet.api.routes_state import state_router
@@ -41,6 +42,7 @@ def _v1_router(registry: Registry, token_limit: int) -> APIRouter:
     router.include_router(machines_router(registry, token_limit))
     router.include_router(maintenance_router(registry))
     router.include_router(cluster_router(registry))
+    router.include_router(events_router(registry))
     return router
 
 

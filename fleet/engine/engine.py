@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import fleet
+from fleet.core.events import Decision, Event, EventFactory, MachineWatch, schedule_events
 from fleet.core.maintenance import DrainStatus
 from fleet.core.scheduler import Plan, Snapshot, plan
 from fleet.engine.campaign import Campaign, EngineRegistry
@@ -26,7 +27,15 @@ from fleet.engine.drains import DRAIN_TICK, DrainCoordinator
 from fleet.engine.view import WATCHED, ClusterState, PassWrites
 from fleet.errors import NotLeader, StoreCompacted, StoreError, StoreUnavailable
 from fleet.metrics import FleetMetrics
-from fleet.ports import Clock, Leadership, ReasonChanged, Scope, SystemClock, Topic
+from fleet.ports import (
+    Clock,
+    Leadership,
+    ReasonChanged,
+    ScheduleChange,
+    Scope,
+    SystemClock,
+    Topic,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +51,8 @@ PENDING_TTL = 10.0
 GC_EVERY_PASSES = 30
 # A machine whose presence expired stays listed as lost this long (issue 11).
 LOST_RETENTION = 3600.0
+# Event streams written to are trimmed to their bound every this many passes (B13).
+TRIM_EVERY_PASSES = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,11 +96,16 @@ class Engine:
         watches: bool = True,
         clock: Clock | None = None,
         lost_retention: float = LOST_RETENTION,
+        events: bool = True,
     ) -> None:
         self._registry = registry
         self._lost_retention = lost_retention
         # The machine ids of the last sweep of lost machines (None: none this term).
         self._swept: frozenset[str] | None = None
+        # B13: placements, removals, unplaceable units and machines coming, going
+        # and cordoned become events, written in the pass's fenced transactions.
+        self._events = EventFactory(machine_id) if events else None
+        self._machine_watch = MachineWatch()
         self._clock = clock or SystemClock()
         self._metrics = metrics
         # fleet's disable_watches: no etcd watches; the view is relisted every interval.
@@ -213,6 +229,7 @@ class Engine:
     def _drop_view(self) -> None:
         self._swept = None
         self._view = ClusterState()
+        self._machine_watch = MachineWatch()
         self._drains.reset()
         self._pending_since.clear()
 
@@ -300,6 +317,17 @@ class Engine:
             await self._sweep_lost()
             if self._passes % GC_EVERY_PASSES == 0 and not self._wake.is_set():
                 await self._collect_garbage()
+            if self._events is not None and self._passes % TRIM_EVERY_PASSES == 0:
+                await self._trim_events()
+
+    async def _trim_events(self) -> None:
+        try:
+            trimmed = await self._registry.trim_events()
+        except StoreError as exc:
+            log.warning("engine: trimming events failed: %s", exc)
+            return
+        if trimmed:
+            log.debug("engine: trimmed %d old events", trimmed)
 
     async def _sweep_lost(self) -> None:
         """Record when machines went missing (and forget long-lost ones): at the start of
@@ -361,10 +389,11 @@ class Engine:
         if view is not self._view:
             return  # relisted while planning: this plan is stale
         writes = view.writes(cut, result, drains)
+        events = self._pass_events(cut.removals, result, writes)
         self._passes += 1
         if self._metrics is not None:
             self._record_view(len(set(result.unplaceable) | set(cut.held)))
-        if writes:
+        if writes or events:
             self._log_plan(writes, result)
             view.expect(writes)
             now = self._clock.monotonic()
@@ -372,7 +401,7 @@ class Engine:
                 self._pending_since[(change.machine_id, change.name)] = now
             try:
                 await self._registry.apply_schedule(
-                    leadership, writes.changes, writes.reasons, writes.drains
+                    leadership, writes.changes, writes.reasons, writes.drains, events
                 )
             except NotLeader:
                 self._failures += 1
@@ -424,6 +453,32 @@ class Engine:
             ("rewrite", writes.rewritten),
         ):
             self._metrics.engine_tasks_failed(task, count)
+
+    def _pass_events(
+        self, removals: tuple[ScheduleChange, ...], result: Plan, writes: PassWrites
+    ) -> list[Event]:
+        """This pass's events: machines first, then the units' (B13)."""
+        if self._events is None:
+            return []
+        view, now = self._view, self._clock.time()
+        cordons = {m: c.reason for m, c in view.cordons.items()}
+        holding = {m for entries in view.schedule.values() for m in entries}
+        events = self._machine_watch.observe(self._events, now, view.machines, cordons, holding)
+        decisions = [Decision(c.name, c.machine_id, False, "scheduled twice") for c in removals]
+        decisions += [
+            Decision(u.name, u.machine_id, False, u.reason.text(u.detail))
+            for u in result.unschedule
+        ]
+        decisions += [
+            Decision(p.name, p.machine_id, True, p.reason.text(p.detail)) for p in result.place
+        ]
+        unplaceable = {}
+        for name, why in writes.reasons.items():
+            before = view.reasons.get(name)
+            if why is not None and (before is None or before.text != why.text):
+                unplaceable[name] = why.text
+        events += schedule_events(self._events, now, decisions, unplaceable)
+        return events
 
     async def _drain_step(
         self, snapshot: Snapshot

@@ -13,6 +13,7 @@ from collections.abc import AsyncGenerator, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from fleet.core.events import Event, EventQuery
 from fleet.core.maintenance import Cordon, DrainRequest, DrainStatus
 from fleet.core.model import (
     DesiredState,
@@ -176,11 +177,14 @@ class EngineStore(Protocol):
         changes: Sequence[ScheduleChange],
         reasons: Mapping[str, PlacementReason | None],
         drains: Mapping[str, DrainStatus] | None = None,
+        events: Sequence[Event] = (),
     ) -> None:
         """Write drain progress (machine id -> status) first, then placements and
         removals, and unplaceable reasons (None clears), in fenced transactions
-        of at most 128 ops each. Raises NotLeader when the fence fails; nothing
-        of that batch is written."""
+        of at most 128 ops each; then the pass's ``events``, fenced too, in the
+        background (the next call, ``list_events`` and ``trim_events`` wait for
+        them; a failure to write them is logged, never raised). Raises NotLeader
+        when the fence fails; nothing of that batch is written."""
 
     async def list_unit_states_of(self, names: Sequence[str]) -> list[UnitState]:
         """The published states of these units (a drain follows its moves)."""
@@ -193,6 +197,9 @@ class EngineStore(Protocol):
     ) -> None:
         """Stamp absent machines' records as lost since ``now``; forget those lost for
         longer than ``retention`` seconds."""
+
+    async def trim_events(self) -> int:
+        """Bound the event streams written since the last trim; how many deleted."""
 
 
 class MachineLease(HeldLease, Protocol):
@@ -243,3 +250,28 @@ class AgentStore(Protocol):
     async def publish_unit_state(self, lease: MachineLease, state: UnitState) -> None: ...
 
     async def delete_unit_state(self, name: str, machine_id: str) -> None: ...
+
+    async def record_events(self, events: Sequence[Event]) -> None:
+        """This machine's unit events (loaded, started, ..., failed), batched."""
+
+    async def trim_events(self) -> int:
+        """Bound the event streams written since the last trim; how many deleted."""
+
+
+class EventStore(Protocol):
+    """Cluster events (feature B13): bounded histories per unit and per machine."""
+
+    async def record_events(self, events: Sequence[Event]) -> None:
+        """Write events outside the engine's fenced transactions (agents, tests),
+        batched, on the writer's shared age lease."""
+
+    async def list_events(self, query: EventQuery) -> tuple[list[Event], int]:
+        """The events ``query`` selects, oldest first, and the revision read."""
+
+    def watch_events(self, start_revision: int) -> AsyncGenerator[list[Event], None]:
+        """Every event recorded from ``start_revision`` on, in batches (deleted ones
+        not reported). Raises StoreCompacted if that revision is gone."""
+
+    async def trim_events(self) -> int:
+        """Delete the oldest events of every stream written since the last trim
+        beyond its bound; how many were deleted."""

@@ -14,6 +14,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from fleet.registry.client import EtcdConnection, parse_endpoints
+from fleet.registry.events import EventsRegistry
 from fleet.registry.keys import DEFAULT_PREFIX
 from fleet.registry.leadership import LeadershipRegistry
 from fleet.registry.leases import EtcdLeadership, EtcdMachineLease
@@ -29,10 +30,15 @@ __all__ = ["DEFAULT_PREFIX", "EtcdLeadership", "EtcdMachineLease", "EtcdRegistry
 
 
 class EtcdRegistry(
-    UnitRegistry, PresenceRegistry, LeadershipRegistry, MaintenanceRegistry, WatchRegistry
+    UnitRegistry,
+    PresenceRegistry,
+    LeadershipRegistry,
+    MaintenanceRegistry,
+    WatchRegistry,
+    EventsRegistry,
 ):
-    """UnitStore, ClusterView, Watchable, EngineStore, AgentStore and MaintenanceStore
-    on etcd v3."""
+    """UnitStore, ClusterView, Watchable, EngineStore, AgentStore, MaintenanceStore
+    and EventStore on etcd v3."""
 
     @classmethod
     async def connect(

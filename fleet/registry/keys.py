@@ -27,6 +27,8 @@ MACHINE_SEEN = "machine-seen/"
 STATE = "state/"
 ENGINE_LEADER = "engine/leader"
 MAINTENANCE = "maintenance/"
+EVENTS = "events/"
+EVENTS_UNIT, EVENTS_MACHINE = "unit", "machine"
 CORDON, DRAIN, DRAIN_STATUS = "cordon", "drain", "drain-status"
 MAINTENANCE_KINDS = (CORDON, DRAIN, DRAIN_STATUS)
 
@@ -172,6 +174,22 @@ class Keys:
     def drain_status(self, machine_id: str) -> bytes:
         return self.maintenance(machine_id) + DRAIN_STATUS.encode()
 
+    def events(self) -> bytes:
+        """``events/``: every event stream (feature B13)."""
+        return self._key(EVENTS)
+
+    def event_stream(self, unit: str | None, machine_id: str | None) -> bytes:
+        """``events/unit/<name>/`` when the event is about a unit, else
+        ``events/machine/<machine-id>/``."""
+        if unit is not None:
+            return self._key(f"{EVENTS}{EVENTS_UNIT}/{_unit_name(unit)}/")
+        if machine_id is None:
+            raise InvalidInput("an event names a unit or a machine")
+        return self._key(f"{EVENTS}{EVENTS_MACHINE}/{_segment('machine id', machine_id)}/")
+
+    def event(self, unit: str | None, machine_id: str | None, event_id: str) -> bytes:
+        return self.event_stream(unit, machine_id) + _segment("event id", event_id).encode()
+
     # --- parsers (relative keys) -------------------------------------------
 
     @staticmethod
@@ -210,6 +228,16 @@ class Keys:
         if kind not in MAINTENANCE_KINDS:
             raise InvalidInput(f"unknown maintenance key {relative!r}")
         return machine_id, kind
+
+    @staticmethod
+    def parse_event_key(relative: str) -> tuple[str, str]:
+        """``events/<unit|machine>/<name>/<id>`` -> (the stream's relative prefix, id)."""
+        if not relative.startswith(EVENTS):
+            raise InvalidInput(f"key {relative!r} is not under {EVENTS!r}")
+        parts = relative[len(EVENTS) :].split("/")
+        if len(parts) != 3 or parts[0] not in (EVENTS_UNIT, EVENTS_MACHINE) or not all(parts):
+            raise InvalidInput(f"malformed key {relative!r}")
+        return f"{EVENTS}{parts[0]}/{parts[1]}/", parts[2]
 
     @classmethod
     def parse_metadata_key(cls, relative: str) -> tuple[str, str]:

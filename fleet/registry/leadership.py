@@ -8,22 +8,31 @@ so a deposed leader cannot write (etcd locks alone are not mutual exclusion).
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from fleet.core.events import Event
 from fleet.core.maintenance import DrainStatus
 from fleet.core.model import PlacementReason
-from fleet.errors import NotLeader
+from fleet.errors import NotLeader, StoreError
 from fleet.ports.registry import Leadership, ScheduleChange
 from fleet.registry import codec
-from fleet.registry.base import RegistryBase
+from fleet.registry.events import EventsRegistry
 from fleet.registry.keys import range_end
 from fleet.registry.leases import EtcdLeadership
 from fleet.registry.ops import LESS, MAX_TXN_OPS, batches, created, delete, modified, put, valued
 
+log = logging.getLogger(__name__)
 
-class LeadershipRegistry(RegistryBase):
-    """EngineStore."""
+
+class LeadershipRegistry(EventsRegistry):
+    """EngineStore (its events follow the fenced schedule writes, fenced too)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._events_task: asyncio.Task[None] | None = None
 
     async def campaign(self, machine_id: str, version: str, ttl: float) -> Leadership | None:
         key = self.keys.engine_leader()
@@ -72,6 +81,7 @@ class LeadershipRegistry(RegistryBase):
         changes: Sequence[ScheduleChange],
         reasons: Mapping[str, PlacementReason | None],
         drains: Mapping[str, DrainStatus] | None = None,
+        events: Sequence[Event] = (),
     ) -> None:
         held = self._held(leadership, EtcdLeadership)
         if held.lost:
@@ -94,11 +104,53 @@ class LeadershipRegistry(RegistryBase):
             ops[key] = delete(key) if reason is None else put(key, codec.encode_reason(reason))
         leader_key = self.keys.engine_leader()
         fence = [valued(leader_key, held.value), modified(leader_key, held.mod_revision)]
+        # The previous pass's events go first: a history stays in order.
+        await self.settle_events()
         for batch in batches(list(ops.values())):
             response = await self._txn(fence, batch)
             if not response.succeeded:
                 held.mark_lost("fenced write failed: another engine leads")
                 raise NotLeader(f"engine on {held.machine_id} is no longer the leader")
+        if events:
+            # Events follow their causes, fenced the same way, without holding
+            # the pass: the next pass (or settle_events) waits for them.
+            task = asyncio.get_running_loop().create_task(
+                self._write_engine_events(held, fence, events), name="engine-events"
+            )
+            self._events_task = task
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def settle_events(self) -> None:
+        """Wait until the events handed to the last ``apply_schedule`` are written
+        (or given up: a failure is logged, the history then misses them)."""
+        task, self._events_task = self._events_task, None
+        if task is not None:
+            await asyncio.wait([task])
+
+    async def _write_engine_events(
+        self, held: EtcdLeadership, fence: list[Any], events: Sequence[Event]
+    ) -> None:
+        """The pass's events in fenced transactions, all sent at once (etcd commits
+        them together: about one round trip per pass, not one per 128 events)."""
+        try:
+            ops = await self.event_ops(events)
+            results = await asyncio.gather(
+                *(self._txn(fence, batch) for batch in batches(ops)), return_exceptions=True
+            )
+        except StoreError as exc:
+            results = [exc]
+        for result in results:
+            if isinstance(result, StoreError):
+                self.events_failed(result)
+                log.warning("engine: %d events not recorded: %s", len(events), result)
+                return
+            if isinstance(result, BaseException):
+                raise result
+            if not result.succeeded:
+                held.mark_lost("fenced write failed: another engine leads")
+                log.warning("engine: events not recorded: no longer the leader")
+                return
 
     async def collect_garbage(self) -> int:
         """Delete unit bodies no job refers to (feature B9); returns how many.

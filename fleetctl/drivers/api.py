@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 
     import httpx
 
+    from fleet.core.events import Event, EventQuery
     from fleet.core.model import ClusterInfo, DesiredState, Machine, UnitState
     from fleet.core.unitfile import UnitFile
     from fleet.core.views import UnitInfo
@@ -57,6 +58,8 @@ API_PATH = "/fleet/v1/"
 # Any host name works over a unix socket; this one shows up in server logs.
 UNIX_BASE_URL = "http://fleet"
 _MAX_PAGES = 10_000  # a server that never stops paging is broken, not big
+FOLLOW_POLL = 0.5  # seconds between looks for new events (fleetctl events -f)
+FOLLOW_OVERLAP = 30.0  # each look starts this long before the newest event seen
 
 
 def _ssl_context(
@@ -206,7 +209,7 @@ class ApiClient:
         method: str,
         path: str,
         *,
-        params: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
         json_body: object = None,
     ) -> Reply:
         target = API_PATH + path + (f"?{urlencode(params)}" if params else "")
@@ -321,6 +324,53 @@ class ApiClient:
         response = await self._request("GET", "cluster", params={"etcd": "1"} if etcd else None)
         _raise_for(response, self.endpoint)
         return cluster_info_from_wire(response.json())
+
+    async def list_events(self, query: EventQuery) -> list[Event]:
+        from fleet import events
+
+        params = [("unit", name) for name in query.units]
+        if query.machine is not None:
+            params.append(("machine", query.machine))
+        if query.since is not None:
+            params.append(("since", events.rfc3339_exact(query.since)))
+        if query.limit is not None:
+            params.append(("limit", str(query.limit)))
+        response = await self._request("GET", "events", params=params)
+        if response.status == 404 and _message(response) is not None:
+            raise APIError(
+                f"the fleet API at {self.endpoint} has no events (an older fleetd?)", 404
+            )
+        _raise_for(response, self.endpoint)
+        try:
+            return [events.from_wire(obj) for obj in response.json()["events"]]
+        except (ValueError, KeyError, TypeError, InvalidInput) as exc:
+            raise APIError(f"{self.endpoint} answered events it cannot mean: {exc}", 200) from exc
+
+    async def follow_events(
+        self, query: EventQuery, poll: float = FOLLOW_POLL
+    ) -> AsyncGenerator[Event, None]:
+        """The listing, then new events by asking again every ``poll`` seconds for
+        those since a little before the newest seen (clocks of writers differ)."""
+        import asyncio
+        from dataclasses import replace
+
+        seen: set[str] = set()
+        newest: float | None = None
+        current = query
+        while True:
+            for event in await self.list_events(current):
+                if event.id in seen:
+                    continue
+                seen.add(event.id)
+                newest = event.time if newest is None else max(newest, event.time)
+                yield event
+            if newest is not None:
+                current = replace(query, since=newest - FOLLOW_OVERLAP, limit=None)
+            elif query.limit is not None:
+                current = replace(query, limit=None)
+            if len(seen) > 100_000:
+                seen.clear()  # a follow that ran for days: forget the oldest ids
+            await asyncio.sleep(poll)
 
     async def update_machine_metadata(
         self, machine_id: str, changes: Mapping[str, str | None]

@@ -11,16 +11,18 @@ fast with :class:`~fleet.errors.StoreUnavailable`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, TypeVar
 
-from fleet import __version__, machines, maintenance, units
+from fleet import __version__, events, machines, maintenance, units
 from fleet.core.model import ClusterInfo, DesiredState, Machine, UnitState
 from fleet.errors import StoreUnavailable
 
 if TYPE_CHECKING:
+    from fleet.core.events import Event, EventQuery
     from fleet.core.unitfile import UnitFile
     from fleet.core.views import UnitInfo
     from fleet.registry.etcd import EtcdRegistry
@@ -112,6 +114,19 @@ class EtcdFleetClient:
     ) -> None:
         batch = [machines.MetadataChange(machine_id, k, v) for k, v in changes.items()]
         await self._call(machines.update_metadata(self._registry, batch))
+
+    async def list_events(self, query: EventQuery) -> list[Event]:
+        found, _ = await self._call(self._registry.list_events(query))
+        return found
+
+    async def follow_events(self, query: EventQuery) -> AsyncGenerator[Event, None]:
+        found, revision = await self._call(self._registry.list_events(query))
+        for event in found:
+            yield event
+        stream = events.follow_from(self._registry, query, found, revision)
+        async with contextlib.aclosing(stream):
+            async for event in stream:
+                yield event
 
     async def aclose(self) -> None:
         try:

@@ -95,7 +95,12 @@ class SimulatedCluster:
     # --- engines --------------------------------------------------------------------
 
     async def start_engine(
-        self, machine_id: str, metrics: FleetMetrics | None = None, *, watches: bool = True
+        self,
+        machine_id: str,
+        metrics: FleetMetrics | None = None,
+        *,
+        watches: bool = True,
+        events: bool = True,
     ) -> Engine:
         registry = await self.new_registry()
         engine = Engine(
@@ -105,6 +110,7 @@ class SimulatedCluster:
             lease_ttl=LEASE_TTL,
             metrics=metrics,
             watches=watches,
+            events=events,
         )
         task = asyncio.create_task(engine.run(), name=f"engine-{machine_id}")
         self._engines[machine_id] = (engine, task, registry)
