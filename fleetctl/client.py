@@ -20,7 +20,7 @@ from fleet.errors import FleetError, InvalidConfig
 from fleet.registry.keys import DEFAULT_PREFIX
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable
+    from collections.abc import AsyncIterator, Awaitable, Sequence
 
     from fleet.core.model import DesiredState, Machine, UnitState
     from fleet.core.unitfile import UnitFile
@@ -85,6 +85,11 @@ class FleetClient(Protocol):
     ) -> None:
         """Dynamic metadata of one machine: key -> value, None removes the key.
         Every change is checked before the first is written (InvalidInput)."""
+
+    def watch_changes(self, topics: Sequence[str]) -> AsyncIterator[frozenset[str]]:
+        """Which topics (``units``, ``machines``) changed, batch by batch, driven by
+        watches; first every topic once, as soon as no later change can be missed.
+        Never ends on its own."""
 
     async def aclose(self) -> None: ...
 

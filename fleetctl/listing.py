@@ -2,7 +2,8 @@
 
 Each reads what it needs through the client and hands it to a pure renderer in
 :mod:`fleetctl.render`: fleet's tab-separated table, or JSON with ``-o json``
-(feature B2). :mod:`fleetctl.commands.lists` declares them to click;
+(feature B2); with ``--watch`` :mod:`fleetctl.watching` reads them again on
+every change (feature B3). :mod:`fleetctl.commands.lists` declares them to click;
 :mod:`fleetctl.fastpath` runs them straight from a plain command line, so the
 commands users run most never import click.
 """
@@ -12,8 +13,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from fleetctl.client import FleetClient
     from fleetctl.context import App
+
+    View = Callable[[FleetClient], Awaitable[str]]
 
 # name -> (default --fields, the valid ones as --help says them, whether -l means --full)
 LISTS: dict[str, tuple[str, str, bool]] = {
@@ -28,61 +33,74 @@ LISTS: dict[str, tuple[str, str, bool]] = {
 }
 
 
-def list_unit_files(app: App, fields: str, full: bool, no_legend: bool, output: str) -> int:
+def _show(app: App, view: View, command: str, output: str, watch: bool) -> int:
+    if watch:
+        from fleetctl.watching import watch_listing
+
+        return watch_listing(app, view, command, output)
+
+    async def body(client: FleetClient) -> int:
+        app.write(await view(client))
+        return 0
+
+    return app.run(body)
+
+
+def list_unit_files(
+    app: App, fields: str, full: bool, no_legend: bool, output: str, *, watch: bool = False
+) -> int:
     from fleetctl import render
 
     columns = render.parse_fields(fields, render.UNIT_FILE_FIELDS)
     if "tmachine" in columns and output == "table":
         app.warn('WARNING: "tmachine" field is deprecated. Use "target" instead.')
 
-    async def body(client: FleetClient) -> int:
+    async def view(client: FleetClient) -> str:
         infos = await client.list_units()
         wanted = output == "json" or any(field in ("target", "tmachine") for field in columns)
         machines = {m.id: m for m in await client.list_machines()} if wanted else {}
         if output == "json":
-            app.write(render.unit_files_json(infos, machines))
-        else:
-            legend = render.Legend(machines, full)
-            app.write(render.render_unit_files(infos, columns, legend, header=not no_legend))
-        return 0
+            return render.unit_files_json(infos, machines)
+        legend = render.Legend(machines, full)
+        return render.render_unit_files(infos, columns, legend, header=not no_legend)
 
-    return app.run(body)
+    return _show(app, view, "list-unit-files", output, watch)
 
 
-def list_units(app: App, fields: str, full: bool, no_legend: bool, output: str) -> int:
+def list_units(
+    app: App, fields: str, full: bool, no_legend: bool, output: str, *, watch: bool = False
+) -> int:
     from fleetctl import render
 
     columns = render.parse_fields(fields, render.UNIT_FIELDS)
 
-    async def body(client: FleetClient) -> int:
+    async def view(client: FleetClient) -> str:
         states = await client.list_unit_states()
         wanted = output == "json" or "machine" in columns
         machines = {m.id: m for m in await client.list_machines()} if wanted else {}
         if output == "json":
-            app.write(render.units_json(states, machines))
-        else:
-            legend = render.Legend(machines, full)
-            app.write(render.render_units(states, columns, legend, header=not no_legend))
-        return 0
+            return render.units_json(states, machines)
+        legend = render.Legend(machines, full)
+        return render.render_units(states, columns, legend, header=not no_legend)
 
-    return app.run(body)
+    return _show(app, view, "list-units", output, watch)
 
 
-def list_machines(app: App, fields: str, full: bool, no_legend: bool, output: str) -> int:
+def list_machines(
+    app: App, fields: str, full: bool, no_legend: bool, output: str, *, watch: bool = False
+) -> int:
     from fleetctl import render
 
     columns = render.parse_fields(fields, render.MACHINE_FIELDS)
 
-    async def body(client: FleetClient) -> int:
+    async def view(client: FleetClient) -> str:
         machines = await client.list_machines()
         if output == "json":
-            app.write(render.machines_json(machines))
-        else:
-            legend = render.Legend({}, full)
-            app.write(render.render_machines(machines, columns, legend, header=not no_legend))
-        return 0
+            return render.machines_json(machines)
+        legend = render.Legend({}, full)
+        return render.render_machines(machines, columns, legend, header=not no_legend)
 
-    return app.run(body)
+    return _show(app, view, "list-machines", output, watch)
 
 
 BODIES = {

@@ -18,7 +18,6 @@ from fastapi import APIRouter, FastAPI
 from fastapi.responses import Response
 from prometheus_client import CollectorRegistry
 
-from fleet.api.changes import ChangeFeed
 from fleet.api.errors import ApiProblem, install_error_handlers
 from fleet.api.middleware import Envelope
 from fleet.api.routes_discovery import discovery_router
@@ -27,6 +26,7 @@ from fleet.api.routes_maintenance import maintenance_router
 from fleet.api.routes_state import state_router
 from fleet.api.routes_units import units_router
 from fleet.api.routes_watch import watch_router
+from fleet.changes import ChangeFeed
 from fleet.errors import InvalidInput
 from fleet.metrics import CONTENT_TYPE_LATEST, FleetMetrics
 from fleet.ports import Watchable

@@ -1,4 +1,4 @@
-"""``/watch``: the change feed on the wire (an extension), for ``fleetctl --watch`` and the dashboard.
+"""``/watch``: the change feed on the wire (an extension), for ``--watch`` and the dashboard.
 
 The answer streams one notice per line as long as the client stays:
 newline-delimited JSON by default, server-sent events when the client asks
@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from fleet.api.changes import ChangeFeed, parse_topics
+from fleet.changes import ChangeFeed, parse_topics
 
 HEARTBEAT = 15.0  # seconds of quiet before a heartbeat notice
 SSE = "text/event-stream"

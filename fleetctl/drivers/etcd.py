@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 from fleet import __version__, machines, maintenance, units
@@ -105,6 +105,12 @@ class EtcdFleetClient:
     ) -> None:
         batch = [machines.MetadataChange(machine_id, k, v) for k, v in changes.items()]
         await self._call(machines.update_metadata(self._registry, batch))
+
+    async def watch_changes(self, topics: Sequence[str]) -> AsyncIterator[frozenset[str]]:
+        from fleet.changes import ChangeFeed  # the feed fleetd's API serves, on etcd itself
+
+        async for changed in ChangeFeed(self._registry).follow(topics):
+            yield changed
 
     async def aclose(self) -> None:
         try:

@@ -7,7 +7,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fleet.api.changes import ChangeFeed
+from fleet.changes import ChangeFeed
 from fleet.cluster.etcd import EtcdProcess
 from fleet.core.model import Machine
 from tests.api.support import served_api

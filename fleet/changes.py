@@ -1,4 +1,4 @@
-"""The API's change feed: "this part of the cluster changed" notices, driven by etcd watches.
+"""The change feed: "this part of the cluster changed" notices, driven by etcd watches.
 
 ``fleetctl list-* --watch`` and the web dashboard re-read a listing when it
 changed instead of polling it. :class:`ChangeFeed` holds one etcd watch per
@@ -59,12 +59,12 @@ class Subscription:
         self._pending[topic] = max(revision, self._pending.get(topic, 0))
         self._wake.set()
 
-    async def next_changes(self, timeout: float) -> dict[str, int]:
+    async def next_changes(self, patience: float) -> dict[str, int]:
         """The topics that changed since the last call (topic -> newest revision),
-        waiting up to ``timeout`` seconds for one; {} when none did."""
+        waiting up to ``patience`` seconds for one; {} when none did."""
         if not self._pending:
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout):
+                async with asyncio.timeout(patience):
                     await self._wake.wait()
         self._wake.clear()
         changes, self._pending = self._pending, {}
@@ -108,6 +108,18 @@ class ChangeFeed:
                 if not self._subscribers[topic]:
                     for task in self._tasks.pop(topic, []):
                         task.cancel()
+
+    async def follow(
+        self, topics: Iterable[str], heartbeat: float = 15.0
+    ) -> AsyncIterator[frozenset[str]]:
+        """The topics that changed, batch by batch; first every topic once, as soon
+        as the watches cover every later change (read the listings then)."""
+        async with self.subscribe(topics) as subscription:
+            yield frozenset(subscription.topics)
+            while True:
+                changes = await subscription.next_changes(heartbeat)
+                if changes:
+                    yield frozenset(changes)
 
     def _publish(self, topic: str, revision: int) -> None:
         for subscription in self._subscribers[topic]:
