@@ -26,6 +26,7 @@ from fleet.api.routes_maintenance import maintenance_router
 from fleet.api.routes_state import state_router
 from fleet.api.routes_units import units_router
 from fleet.api.routes_watch import watch_router
+from fleet.api.ui import ui_router
 from fleet.changes import ChangeFeed
 from fleet.errors import InvalidInput
 from fleet.metrics import CONTENT_TYPE_LATEST, FleetMetrics
@@ -83,6 +84,7 @@ def create_app(
     router = _v1_router(registry, token_limit, feed)
     app.include_router(router, prefix=PREFIXES[0])
     app.include_router(router, prefix=PREFIXES[1], include_in_schema=False)
+    app.include_router(ui_router())
 
     @app.api_route("/", methods=["GET", "PUT", "POST", "DELETE", "PATCH"], include_in_schema=False)
     async def root() -> Response:
