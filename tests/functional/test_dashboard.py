@@ -3,12 +3,14 @@
 Debian's headless chromium (:mod:`tests.functional.browser`) loads
 ``http://<machine>:54728/ui/``, finds the cluster's machines, sees a unit
 started with fleetctl turn active without a reload, opens the unit's page and
-checks the layout at 1280 and 390 px. Screenshots: ``artifacts/dashboard/``.
+checks the layout at 1280 and 390 px; then loads it again through
+``fleetctl --tunnel HOST ui``. Screenshots: ``artifacts/dashboard/``.
 """
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 from selenium.webdriver.chrome.webdriver import WebDriver
@@ -19,6 +21,7 @@ from tests.functional.browser import chromium, screenshot, set_viewport
 from tests.functional.cluster import Cluster
 from tests.functional.isolated import API_PORT
 from tests.functional.unitviews import unit_path
+from tests.functional.watching import Watcher
 
 pytestmark = pytest.mark.functional
 
@@ -109,3 +112,40 @@ def test_dashboard_lists_the_cluster_and_follows_a_start_live(fleet: Cluster) ->
         assert _attribute(driver, row, "data-active") == ["active"]
         _fits(driver, 390)
         screenshot(driver, "overview-390")
+
+
+def test_fleetctl_ui_serves_the_dashboard_through_a_tunnel(fleet: Cluster, tmp_path: Path) -> None:
+    """``fleetctl --tunnel HOST ui``: a local port to that machine's unix API over SSH."""
+    node = fleet.machines[1]
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text(fleet.known_hosts())
+    watcher = Watcher.start(
+        [
+            "--ssh-username=root",
+            f"--ssh-identity-file={fleet.ssh_key}",
+            f"--known-hosts-file={known_hosts}",
+            f"--tunnel={node.ip}",
+            "ui",
+        ]
+    )
+    try:
+        _, url = watcher.wait_line(lambda line: line.startswith("http://127.0.0.1:"))
+        assert url.rstrip("\n").endswith("/ui/")
+        with chromium(1280, 900) as driver:
+            driver.get(url.strip())
+            _wait(
+                driver,
+                "the machines listed through the tunnel",
+                lambda d: (
+                    sorted(_attribute(d, "#machines tbody tr", "data-machine"))
+                    == sorted(fleet.registered())
+                ),
+            )
+            _wait(
+                driver, "the change feed through the tunnel", lambda d: _text(d, "#live") == "live"
+            )
+            screenshot(driver, "tunnel-1280")
+    finally:
+        code, err = watcher.interrupt()
+    assert code == 0, err
+    assert "Aborted" not in err
