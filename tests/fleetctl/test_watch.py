@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import pty
 import signal
 from typing import Any
 
@@ -102,3 +104,41 @@ async def test_table_watch_off_a_terminal_prints_the_table_again(
                 assert (await _line(proc)).split() == [name, "loaded"], driver
             code, err = await _interrupt(proc)
             assert (code, err) == (0, ""), driver
+
+
+@async_test
+async def test_table_watch_on_a_terminal_redraws_in_place(
+    etcd: EtcdProcess, etcd_prefix: str
+) -> None:
+    async with served_api(etcd, etcd_prefix) as api:
+        await api.registry.register_machine(Machine(M1, "10.0.0.1"), ttl=30)
+        leader, follower = pty.openpty()
+        try:
+            args = (f"--endpoint=unix://{api.socket_path}", "list-machines", "--watch")
+            proc = await asyncio.create_subprocess_exec(
+                *command(*args), env=env(), stdout=follower, stderr=asyncio.subprocess.PIPE
+            )
+            os.close(follower)
+            follower = -1
+            seen = b""
+
+            async def read_until(needle: bytes) -> None:
+                nonlocal seen
+                async with asyncio.timeout(15):
+                    while needle not in seen:
+                        seen += await asyncio.to_thread(os.read, leader, 4096)
+
+            await read_until(b"10.0.0.1")
+            await api.registry.register_machine(Machine(M2, "10.0.0.2"), ttl=30)
+            await read_until(b"10.0.0.2")
+            # The second table is drawn over the first (cursor up, erase line), not after it.
+            assert b"\x1b[1A\x1b[2K" in seen
+            assert seen.count(b"MACHINE") == 2
+            proc.send_signal(signal.SIGINT)
+            async with asyncio.timeout(10):
+                _, err = await proc.communicate()
+            assert (proc.returncode, err) == (0, b"")
+        finally:
+            os.close(leader)
+            if follower >= 0:
+                os.close(follower)
