@@ -54,6 +54,11 @@ class Subscription:
     revision: int  # the registry revision when the subscription started
     _pending: dict[str, int] = field(default_factory=dict)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    closed: bool = False  # the feed closed: no more notices will come
+
+    def close(self) -> None:
+        self.closed = True
+        self._wake.set()
 
     def notify(self, topic: str, revision: int) -> None:
         self._pending[topic] = max(revision, self._pending.get(topic, 0))
@@ -61,8 +66,9 @@ class Subscription:
 
     async def next_changes(self, patience: float) -> dict[str, int]:
         """The topics that changed since the last call (topic -> newest revision),
-        waiting up to ``patience`` seconds for one; {} when none did."""
-        if not self._pending:
+        waiting up to ``patience`` seconds for one; {} when none did (or the feed
+        closed: see :attr:`closed`)."""
+        if not self._pending and not self.closed:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(patience):
                     await self._wake.wait()
@@ -78,6 +84,15 @@ class ChangeFeed:
         self._registry = registry
         self._subscribers: dict[str, set[Subscription]] = {topic: set() for topic in TOPICS}
         self._tasks: dict[str, list[asyncio.Task[None]]] = {}
+        self._closed = False
+
+    def close(self) -> None:
+        """End every subscription (their streams finish, so a server stopping need
+        not wait for its never-ending answers) and refuse new ones."""
+        self._closed = True
+        for subscribers in self._subscribers.values():
+            for subscription in subscribers:
+                subscription.close()
 
     async def revision(self) -> int:
         """The registry's current revision (StoreUnavailable when etcd is down)."""
@@ -93,6 +108,8 @@ class ChangeFeed:
         wanted = tuple(topics)
         revision = await self.revision()
         subscription = Subscription(wanted, revision)
+        if self._closed:
+            subscription.close()
         for topic in wanted:
             self._subscribers[topic].add(subscription)
             if topic not in self._tasks:
@@ -116,7 +133,7 @@ class ChangeFeed:
         as the watches cover every later change (read the listings then)."""
         async with self.subscribe(topics) as subscription:
             yield frozenset(subscription.topics)
-            while True:
+            while not subscription.closed:
                 changes = await subscription.next_changes(heartbeat)
                 if changes:
                     yield frozenset(changes)

@@ -41,6 +41,8 @@ async def notices(
         yield notice_lines(ready, sse)
         while True:
             changes = await subscription.next_changes(heartbeat)
+            if subscription.closed:
+                return  # the server is stopping: end the answer, the client reconnects
             if not changes:
                 yield notice_lines({"event": "heartbeat"}, sse)
             for topic, revision in changes.items():

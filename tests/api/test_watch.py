@@ -90,3 +90,18 @@ async def test_unknown_topic_is_a_400(etcd: EtcdProcess, etcd_prefix: str) -> No
         r = await api.client.get("/fleet/v1/watch?topics=units,bogus")
         assert r.status_code == 400
         assert r.json()["error"]["message"] == "unknown topic 'bogus': use one of units, machines"
+
+
+@async_test
+async def test_closing_the_feed_ends_open_streams(etcd: EtcdProcess, etcd_prefix: str) -> None:
+    # What fleetd does when it stops serving: no answer is left for uvicorn to wait on.
+    async with served_api(etcd, etcd_prefix) as api:
+        feed: ChangeFeed = api.app.state.change_feed
+        async with api.client.stream("GET", "/fleet/v1/watch") as r:
+            notices = _notices(r.aiter_lines())
+            await _next(notices, "ready")
+            feed.close()
+            async with asyncio.timeout(5):
+                rest = [notice async for notice in notices]
+        assert rest == []
+        await eventually(lambda: asyncio.sleep(0, feed.statistics()["watches"] == 0))
