@@ -22,7 +22,9 @@ def _notice(line: str) -> dict[str, object]:
     return notice
 
 
-def test_list_units_watch_json_shows_a_started_unit_within_a_second(fleet: Cluster) -> None:
+def test_list_units_watch_json_shows_a_started_unit_within_a_second(
+    fleet: Cluster, report_timings: dict[str, float]
+) -> None:
     node = fleet.machines[0]
     watcher = Watcher.start(
         [f"--endpoint=http://{node.ip}:{API_PORT}", "list-units", "--watch", "-o", "json"]
