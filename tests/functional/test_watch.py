@@ -39,9 +39,9 @@ def test_list_units_watch_json_shows_a_started_unit_within_a_second(
             return notice.get("unit") == "hello.service" and notice.get("active_state") == "active"
 
         arrived, line = watcher.wait_line(active, timeout=10)
-        assert arrived - started <= WATCH_BOUND, (
-            f"the watch showed it {arrived - started:.2f}s late"
-        )
+        late = arrived - started
+        report_timings["watch shows the active unit after start returned"] = max(late, 0.0)
+        assert late <= WATCH_BOUND, f"the watch showed it {late:.2f}s after the start"
         assert _notice(line)["change"] in ("added", "modified")
     finally:
         code, err = watcher.interrupt()
