@@ -204,7 +204,10 @@ class Fleetd:
         try:
             async with asyncio.TaskGroup() as group:
                 agent_task = group.create_task(agent.run(), name="agent")
-                group.create_task(serve_listeners(app, listeners), name="api")
+                group.create_task(
+                    serve_listeners(app, listeners, on_stop=app.state.change_feed.close),
+                    name="api",
+                )
                 if not config.disable_engine:
                     engine = Engine(
                         registry,

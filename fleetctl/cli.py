@@ -36,6 +36,7 @@ from fleetctl.commands import (
 from fleetctl.commands import events as events_commands
 from fleetctl.commands import metadata as metadata_commands
 from fleetctl.commands import rolling as rolling_commands
+from fleetctl.commands import ui as ui_commands
 from fleetctl.context import App
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
@@ -327,6 +328,7 @@ for _command in (
     *fdforward.COMMANDS,
     *meta.COMMANDS,
     *metadata_commands.COMMANDS,
+    *ui_commands.COMMANDS,
     *rolling_commands.COMMANDS,
     *completion.COMMANDS,
 ):

@@ -20,7 +20,7 @@ from fleet.errors import FleetError, InvalidConfig
 from fleet.registry.keys import DEFAULT_PREFIX
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator, Awaitable
+    from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Sequence
 
     from fleet.core.events import Event, EventQuery
     from fleet.core.model import ClusterInfo, DesiredState, Machine, UnitState
@@ -96,6 +96,11 @@ class FleetClient(Protocol):
 
     def follow_events(self, query: EventQuery) -> AsyncGenerator[Event, None]:
         """The same events, then every new one as it is recorded, until closed."""
+
+    def watch_changes(self, topics: Sequence[str]) -> AsyncIterator[frozenset[str]]:
+        """Which topics (``units``, ``machines``) changed, batch by batch, driven by
+        watches; first every topic once, as soon as no later change can be missed.
+        Never ends on its own."""
 
     async def aclose(self) -> None: ...
 

@@ -2,7 +2,8 @@
 
 Each reads what it needs through the client and hands it to a pure renderer in
 :mod:`fleetctl.render`: fleet's tab-separated table, or JSON with ``-o json``
-(feature B2). :mod:`fleetctl.commands.lists` declares them to click;
+(feature B2); with ``--watch`` :mod:`fleetctl.watching` reads them again on
+every change (feature B3). :mod:`fleetctl.commands.lists` declares them to click;
 :mod:`fleetctl.fastpath` runs them straight from a plain command line, so the
 commands users run most never import click.
 """
@@ -13,10 +14,14 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
     from fleet.core.model import UnitState
     from fleet.core.views import UnitInfo
     from fleetctl.client import FleetClient
     from fleetctl.context import App
+
+    View = Callable[[FleetClient], Awaitable[str]]
 
 # name -> (default --fields, the valid ones as --help says them, whether -l means --full)
 LISTS: dict[str, tuple[str, str, bool]] = {
@@ -59,6 +64,19 @@ def unit_file_matches(info: UnitInfo, wanted: Sequence[str]) -> bool:
     return bool(states & set(wanted))
 
 
+def _show(app: App, view: View, command: str, output: str, watch: bool) -> int:
+    if watch:
+        from fleetctl.watching import watch_listing
+
+        return watch_listing(app, view, command, output)
+
+    async def body(client: FleetClient) -> int:
+        app.write(await view(client))
+        return 0
+
+    return app.run(body)
+
+
 def list_unit_files(
     app: App,
     fields: str,
@@ -68,6 +86,7 @@ def list_unit_files(
     *,
     names: Sequence[str] = (),
     states: Sequence[str] = (),
+    watch: bool = False,
 ) -> int:
     from fleetctl import render
 
@@ -75,7 +94,7 @@ def list_unit_files(
     if "tmachine" in columns and output == "table":
         app.warn('WARNING: "tmachine" field is deprecated. Use "target" instead.')
 
-    async def body(client: FleetClient) -> int:
+    async def view(client: FleetClient) -> str:
         infos = [
             info
             for info in await client.list_units()
@@ -84,13 +103,11 @@ def list_unit_files(
         wanted = output == "json" or any(field in ("target", "tmachine") for field in columns)
         machines = {m.id: m for m in await client.list_machines()} if wanted else {}
         if output == "json":
-            app.write(render.unit_files_json(infos, machines))
-        else:
-            legend = render.Legend(machines, full)
-            app.write(render.render_unit_files(infos, columns, legend, header=not no_legend))
-        return 0
+            return render.unit_files_json(infos, machines)
+        legend = render.Legend(machines, full)
+        return render.render_unit_files(infos, columns, legend, header=not no_legend)
 
-    return app.run(body)
+    return _show(app, view, "list-unit-files", output, watch)
 
 
 def list_units(
@@ -102,12 +119,13 @@ def list_units(
     *,
     names: Sequence[str] = (),
     states: Sequence[str] = (),
+    watch: bool = False,
 ) -> int:
     from fleetctl import render
 
     columns = render.parse_fields(fields, render.UNIT_FIELDS)
 
-    async def body(client: FleetClient) -> int:
+    async def view(client: FleetClient) -> str:
         exact = names[0] if len(names) == 1 and not any(c in names[0] for c in "*?[") else None
         found = [
             state
@@ -117,23 +135,23 @@ def list_units(
         wanted = output == "json" or "machine" in columns
         machines = {m.id: m for m in await client.list_machines()} if wanted else {}
         if output == "json":
-            app.write(render.units_json(found, machines))
-        else:
-            legend = render.Legend(machines, full)
-            app.write(render.render_units(found, columns, legend, header=not no_legend))
-        return 0
+            return render.units_json(found, machines)
+        legend = render.Legend(machines, full)
+        return render.render_units(found, columns, legend, header=not no_legend)
 
-    return app.run(body)
+    return _show(app, view, "list-units", output, watch)
 
 
-def list_machines(app: App, fields: str, full: bool, no_legend: bool, output: str) -> int:
+def list_machines(
+    app: App, fields: str, full: bool, no_legend: bool, output: str, *, watch: bool = False
+) -> int:
     from fleetctl import render
 
     columns = render.parse_fields(fields, render.MACHINE_FIELDS)
 
     as_json = output == "json"
 
-    async def body(client: FleetClient) -> int:
+    async def view(client: FleetClient) -> str:
         machines = await client.list_machines()
         context = render.MachineContext()
         if as_json or "status" in columns or "leader" in columns:
@@ -148,17 +166,13 @@ def list_machines(app: App, fields: str, full: bool, no_legend: bool, output: st
                 counts[state.machine_id] = counts.get(state.machine_id, 0) + 1
             context = render.MachineContext(context.leader, counts, context.lost)
         if as_json:
-            app.write(render.machines_json(machines, context))
-        else:
-            legend = render.Legend({}, full)
-            app.write(
-                render.render_machines(
-                    machines, columns, legend, header=not no_legend, context=context
-                )
-            )
-        return 0
+            return render.machines_json(machines, context)
+        legend = render.Legend({}, full)
+        return render.render_machines(
+            machines, columns, legend, header=not no_legend, context=context
+        )
 
-    return app.run(body)
+    return _show(app, view, "list-machines", output, watch)
 
 
 # The two that take UNIT arguments and --state (only through click: the fast path
@@ -168,7 +182,7 @@ FILTERED_BODIES = {
     "list-units": list_units,
 }
 
-BODIES: dict[str, Callable[[App, str, bool, bool, str], int]] = {
+BODIES: dict[str, Callable[..., int]] = {
     "list-unit-files": list_unit_files,
     "list-units": list_units,
     "list-machines": list_machines,

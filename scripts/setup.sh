@@ -5,7 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "setup.sh: must run as root (apt-get, systemd-nspawn)" >&2; exit 1; }
 
-pkgs=(etcd-server etcd-client systemd-container openssh-server dbus iproute2 iptables python3-venv)
+# chromium and chromium-driver: the dashboard's browser test (tests/functional/test_dashboard.py).
+pkgs=(etcd-server etcd-client systemd-container openssh-server dbus iproute2 iptables python3-venv
+      chromium chromium-driver)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -3,9 +3,10 @@
 fleet.core imports nothing but the standard library, itself and fleet.errors.
 The components (engine, agent, API) see the layers below them only through
 fleet.core, fleet.ports, fleet.errors, the unit and machine use cases
-(fleet.units, fleet.machines) and fleet.metrics: never the registry or systemd
-adapters, which the composition root (fleet.daemon) hands them. Adapters and components never import
-fleetctl; fleetctl never imports the daemon's components. Only the registry
+(fleet.units, fleet.machines), the change feed (fleet.changes) and
+fleet.metrics: never the registry or systemd adapters, which the composition
+root (fleet.daemon) hands them. Adapters and components never import fleetctl;
+fleetctl never imports the daemon's components. Only the registry
 spells an etcd key.
 """
 
@@ -86,6 +87,14 @@ FORBIDDEN = {
         "fleet.api",
         "fleetctl",
     ),
+    "fleet.changes": (
+        "fleet.registry",
+        "fleet.systemd",
+        "fleet.agent",
+        "fleet.engine",
+        "fleet.api",
+        "fleetctl",
+    ),
     "fleet.registry": ("fleet.agent", "fleet.engine", "fleet.api", "fleet.systemd", "fleetctl"),
     "fleet.systemd": ("fleet.registry", "fleet.agent", "fleet.engine", "fleet.api", "fleetctl"),
     "fleetctl": (
@@ -107,6 +116,7 @@ COMPONENT_ALLOWED = (
     "fleet.machines",
     "fleet.maintenance",
     "fleet.events",
+    "fleet.changes",
     "fleet.metrics",
 )
 COMPONENTS = ("fleet.engine", "fleet.agent", "fleet.api")

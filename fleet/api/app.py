@@ -12,6 +12,7 @@ a 4xx and nothing is written; an etcd outage is a 503; only a bug is a 500.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import cast
 
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse, Response
@@ -27,15 +28,20 @@ from fleet.api.routes_machines import machines_router
 from fleet.api.routes_maintenance import maintenance_router
 from fleet.api.routes_state import state_router
 from fleet.api.routes_units import units_router
+from fleet.api.routes_watch import watch_router
+from fleet.api.ui import ui_router
+from fleet.changes import ChangeFeed
 from fleet.errors import InvalidInput
 from fleet.metrics import CONTENT_TYPE_LATEST, FleetMetrics
+from fleet.ports import Watchable
 from fleet.units import Registry
 
 PREFIXES = ("/fleet/v1", "/v1-alpha")
 
 
-def _v1_router(registry: Registry, token_limit: int) -> APIRouter:
+def _v1_router(registry: Registry, token_limit: int, feed: ChangeFeed) -> APIRouter:
     router = APIRouter()
+    router.include_router(watch_router(feed))
     router.include_router(discovery_router())
     router.include_router(units_router(registry, token_limit))
     router.include_router(state_router(registry, token_limit))
@@ -77,9 +83,13 @@ def create_app(
     app.state.machine_id = machine_id
     app.state.metrics = metrics
     install_error_handlers(app)
-    router = _v1_router(registry, token_limit)
+    # Every registry fleetd serves is watchable; the ports keep reads and watches apart.
+    feed = ChangeFeed(cast(Watchable, registry))
+    app.state.change_feed = feed
+    router = _v1_router(registry, token_limit, feed)
     app.include_router(router, prefix=PREFIXES[0])
     app.include_router(router, prefix=PREFIXES[1], include_in_schema=False)
+    app.include_router(ui_router())
 
     @app.get("/", include_in_schema=False)
     async def index() -> JSONResponse:

@@ -20,7 +20,7 @@ import os
 import socket
 import ssl
 import stat
-from collections.abc import Iterator, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -200,7 +200,9 @@ class _Server(uvicorn.Server):
         yield
 
 
-async def _serve_one(app: ASGIApp, listener: Listener, graceful: float) -> None:
+async def _serve_one(
+    app: ASGIApp, listener: Listener, graceful: float, on_stop: Callable[[], None] | None
+) -> None:
     server = _Server(_config(app, listener.tls, graceful))
     # uvicorn closes the sockets it is given; a duplicate keeps ours listening
     # for the next serve after a reconfigure.
@@ -209,6 +211,8 @@ async def _serve_one(app: ASGIApp, listener: Listener, graceful: float) -> None:
     try:
         await asyncio.shield(task)
     except asyncio.CancelledError:
+        if on_stop is not None:
+            on_stop()  # before uvicorn waits for in-flight answers to end
         server.should_exit = True
         with contextlib.suppress(Exception):
             await task
@@ -220,14 +224,20 @@ async def _serve_one(app: ASGIApp, listener: Listener, graceful: float) -> None:
 
 
 async def serve_listeners(
-    app: ASGIApp, listeners: Sequence[Listener], *, graceful_shutdown: float = 5.0
+    app: ASGIApp,
+    listeners: Sequence[Listener],
+    *,
+    graceful_shutdown: float = 5.0,
+    on_stop: Callable[[], None] | None = None,
 ) -> None:
-    """Serve ``app`` on every listener until cancelled; the sockets stay open."""
+    """Serve ``app`` on every listener until cancelled; the sockets stay open.
+    ``on_stop`` runs when serving is cancelled, before in-flight requests are
+    waited for: it ends the never-ending ones (the change feed's streams)."""
     if not listeners:
         raise InvalidConfig("no API listeners: no unix socket, systemd socket or TCP address")
     async with asyncio.TaskGroup() as group:
         for listener in listeners:
-            group.create_task(_serve_one(app, listener, graceful_shutdown))
+            group.create_task(_serve_one(app, listener, graceful_shutdown, on_stop))
 
 
 async def serve(

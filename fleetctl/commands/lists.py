@@ -21,6 +21,11 @@ def list_options(default_fields: str, valid: str, short_full: bool) -> Callable[
     def decorate(func: Any) -> Any:
         full_flags = ("--full", "-l") if short_full else ("--full",)
         func = click.option(
+            "--watch",
+            is_flag=True,
+            help="Show the listing again on every change (driven by watches) until Ctrl-C.",
+        )(func)
+        func = click.option(
             "-o",
             "--output",
             type=click.Choice(["table", "json"], case_sensitive=False),
@@ -51,8 +56,10 @@ def _list_command(name: str, help_text: str) -> click.Command:
     @click.command(name, help=help_text)
     @list_options(default_fields, valid, short_full=short_full)
     @pass_app
-    def command(app: App, fields: str, full: bool, no_legend: bool, output: str) -> int:
-        return body(app, fields, full, no_legend, output)
+    def command(  # noqa: PLR0917 (click passes every option by position)
+        app: App, fields: str, full: bool, no_legend: bool, output: str, watch: bool
+    ) -> int:
+        return body(app, fields, full, no_legend, output, watch=watch)
 
     return command
 
@@ -83,11 +90,19 @@ def _filtered_list_command(name: str, help_text: str, state_help: str) -> click.
         full: bool,
         no_legend: bool,
         output: str,
+        watch: bool,
         states: tuple[str, ...],
         units: tuple[str, ...],
     ) -> int:
         return body(
-            app, fields, full, no_legend, output, names=_names(units), states=_states(states)
+            app,
+            fields,
+            full,
+            no_legend,
+            output,
+            names=_names(units),
+            states=_states(states),
+            watch=watch,
         )
 
     return command

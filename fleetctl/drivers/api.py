@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import quote, urlencode, urlsplit
 
 from fleet.errors import (
@@ -41,6 +41,8 @@ from fleetctl.drivers.wire import (
     unit_state_from_wire,
 )
 
+R = TypeVar("R")
+
 if TYPE_CHECKING:
     import ssl
 
@@ -60,6 +62,8 @@ UNIX_BASE_URL = "http://fleet"
 _MAX_PAGES = 10_000  # a server that never stops paging is broken, not big
 FOLLOW_POLL = 0.5  # seconds between looks for new events (fleetctl events -f)
 FOLLOW_OVERLAP = 30.0  # each look starts this long before the newest event seen
+# fleetd sends a heartbeat after 15 s of quiet: three missed ones is a dead server.
+_WATCH_SILENCE = 45.0
 
 
 def _ssl_context(
@@ -152,11 +156,22 @@ def _raise_for(response: Reply, endpoint: str) -> None:
     raise APIError(f"fleet API error {status}: {message}", status)
 
 
+def _raise_watch(response: Reply, endpoint: str) -> None:
+    if response.status in (404, 405):
+        # fleet's own API (or an older fleetd) has no change feed.
+        raise APIError(
+            f"the fleet API at {endpoint} has no change feed (GET /fleet/v1/watch): "
+            "--watch needs a newer fleetd, or --driver=etcd",
+            response.status,
+        )
+    _raise_for(response, endpoint)
+
+
 def _options(unit: UnitFile) -> list[dict[str, str]]:
     return [{"section": o.section, "name": o.name, "value": o.value} for o in unit.options]
 
 
-async def _unblocked(call: Callable[..., Reply], *args: Any) -> Reply:
+async def _unblocked(call: Callable[..., R], *args: Any) -> R:
     """``call(*args)``, in a worker thread when an event loop runs here (a blocking
     call would stall it: the server may be served by that very loop, as in tests);
     without one (fleetctl's own runs, see :mod:`fleetctl.blocking`) right here."""
@@ -167,7 +182,7 @@ async def _unblocked(call: Callable[..., Reply], *args: Any) -> Reply:
         except RuntimeError:
             pass
         else:
-            return cast(Reply, await asyncio.to_thread(call, *args))
+            return cast(R, await asyncio.to_thread(call, *args))
     return call(*args)
 
 
@@ -432,6 +447,48 @@ class ApiClient:
         """One key (``None`` removes it): :meth:`update_machine_metadata` of one change."""
         await self.update_machine_metadata(machine_id, {key: value})
 
+    async def watch_changes(self, topics: Sequence[str]) -> AsyncIterator[frozenset[str]]:
+        """``GET /fleet/v1/watch``: fleetd's change feed, one notice per line."""
+        target = API_PATH + "watch?" + urlencode({"topics": ",".join(topics)})
+        if self._httpx is not None:
+            lines: AsyncIterator[bytes] = _httpx_lines(self._httpx, self.endpoint, target)
+        else:
+            lines = self._stream_lines(target)
+        async for line in lines:
+            try:
+                notice = json.loads(line)
+                event = notice["event"]
+            except (ValueError, KeyError, TypeError) as exc:
+                raise APIError(
+                    f"the fleet API at {self.endpoint} sent a bad notice {line[:80]!r}"
+                ) from exc
+            if event == "ready":
+                yield frozenset(topics)
+            elif event == "changed":
+                yield frozenset({str(notice.get("topic", ""))}) & frozenset(topics)
+        raise FleetError(f"the fleet API at {self.endpoint} ended the change feed")
+
+    async def _stream_lines(self, target: str) -> AsyncIterator[bytes]:
+        assert self._conn is not None
+        try:
+            reply, lines = await _unblocked(self._conn.stream, target, _WATCH_SILENCE)
+            _raise_watch(reply, self.endpoint)
+            try:
+                while True:
+                    line = await _unblocked(next, lines, None)
+                    if line is None:
+                        return
+                    if line.strip():
+                        yield line
+            finally:
+                lines.close()
+        except TimeoutError as exc:
+            raise FleetError(
+                f"the fleet API at {self.endpoint} went silent: no notice in {_WATCH_SILENCE:g}s"
+            ) from exc
+        except (OSError, ProtocolError) as exc:
+            raise FleetError(f"unable to reach the fleet API at {self.endpoint}: {exc}") from exc
+
     async def aclose(self) -> None:
         try:
             if self._httpx is not None:
@@ -521,3 +578,26 @@ async def _httpx_request(
     except httpx.TransportError as exc:
         raise FleetError(f"unable to reach the fleet API at {endpoint}: {exc}") from exc
     return Reply(response.status_code, response.reason_phrase, response.content)
+
+
+async def _httpx_lines(
+    client: httpx.AsyncClient, endpoint: str, target: str
+) -> AsyncIterator[bytes]:
+    import httpx
+
+    timeout = httpx.Timeout(client.timeout.connect, read=_WATCH_SILENCE)
+    headers = {"Accept": "application/x-ndjson"}
+    try:
+        async with client.stream("GET", target, headers=headers, timeout=timeout) as response:
+            if response.status_code != 200:
+                body = await response.aread()
+                _raise_watch(Reply(response.status_code, response.reason_phrase, body), endpoint)
+            async for line in response.aiter_lines():
+                if line.strip():
+                    yield line.encode()
+    except httpx.TimeoutException as exc:
+        raise FleetError(
+            f"the fleet API at {endpoint} went silent: no notice in {_WATCH_SILENCE:g}s"
+        ) from exc
+    except httpx.TransportError as exc:
+        raise FleetError(f"unable to reach the fleet API at {endpoint}: {exc}") from exc

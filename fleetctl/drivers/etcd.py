@@ -14,7 +14,15 @@ import asyncio
 import contextlib
 import sys
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from typing import TYPE_CHECKING, TypeVar
 
 from fleet import __version__, events, machines, maintenance, units
@@ -127,6 +135,12 @@ class EtcdFleetClient:
         async with contextlib.aclosing(stream):
             async for event in stream:
                 yield event
+
+    async def watch_changes(self, topics: Sequence[str]) -> AsyncIterator[frozenset[str]]:
+        from fleet.changes import ChangeFeed  # the feed fleetd's API serves, on etcd itself
+
+        async for changed in ChangeFeed(self._registry).follow(topics):
+            yield changed
 
     async def aclose(self) -> None:
         try:

@@ -6,7 +6,9 @@ asyncio: ~120 ms of every run, see docs/benchmarks.md). This speaks just what
 the API driver needs over a unix socket, TCP or TLS (``ssl`` is imported by
 the caller, for ``https`` only): one request at a time, ``Content-Length`` or
 chunked bodies, or a body that ends with the connection. No redirects, proxies,
-cookies or compression: the fleet API uses none. The ``--tunnel`` transport
+cookies or compression: the fleet API uses none. :meth:`HttpConnection.stream`
+reads a never-ending answer (``GET /fleet/v1/watch``) line by line as it comes,
+on a connection of its own. The ``--tunnel`` transport
 stays on httpx (:mod:`fleetctl.ssh.transport`).
 
 Errors: ``TimeoutError`` when the server does not answer in time, another
@@ -19,7 +21,7 @@ from __future__ import annotations
 import json
 import select
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -112,6 +114,50 @@ class HttpConnection:
             self.close()
         return reply
 
+    def stream(
+        self, target: str, read_timeout: float
+    ) -> tuple[Reply, Generator[bytes, None, None]]:
+        """GET ``target`` on a new connection: the answer's status (with the whole
+        body when it is not a 200) and, for a 200, an iterator over the body's
+        lines as they arrive, which closes the connection when it ends or is
+        closed. ``read_timeout``: the longest silence the server may keep."""
+        head = [f"GET {target} HTTP/1.1", f"Host: {self._host}", "User-Agent: fleetctl"]
+        head.append("Accept: application/x-ndjson")
+        sock = self._open()
+        reader = sock.makefile("rb")
+
+        def close() -> None:
+            reader.close()
+            sock.close()
+
+        try:
+            sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
+            status, reason, headers, version = _head(reader)
+            if status != 200:
+                reply, _ = _read_body(
+                    reader, "GET", status=status, reason=reason, headers=headers, version=version
+                )
+                close()
+                return reply, _nothing()
+            sock.settimeout(read_timeout)
+        except BaseException:
+            close()
+            raise
+        chunked = "chunked" in headers.get("transfer-encoding", "").lower()
+
+        def lines() -> Generator[bytes, None, None]:
+            try:
+                pending = b""
+                pieces = _chunks(reader) if chunked else iter(reader.readline, b"")
+                for piece in pieces:
+                    pending += piece
+                    *complete, pending = pending.split(b"\n")
+                    yield from complete
+            finally:
+                close()
+
+        return Reply(status, reason, b""), lines()
+
     def close(self) -> None:
         sock, reader, self._sock, self._reader = self._sock, self._reader, None, None
         if reader is not None:
@@ -132,6 +178,10 @@ class HttpConnection:
         return self._sock, self._reader
 
 
+def _nothing() -> Generator[bytes, None, None]:
+    yield from ()
+
+
 def _line(reader: BinaryIO) -> bytes:
     line = reader.readline(_MAX_LINE + 1)
     if len(line) > _MAX_LINE:
@@ -139,8 +189,7 @@ def _line(reader: BinaryIO) -> bytes:
     return line
 
 
-def _read_reply(reader: BinaryIO, method: str) -> tuple[Reply, bool]:
-    """The reply and whether the connection can carry another request."""
+def _head(reader: BinaryIO) -> tuple[int, str, dict[str, str], str]:
     while True:
         status_line = _line(reader)
         if not status_line:
@@ -152,7 +201,27 @@ def _read_reply(reader: BinaryIO, method: str) -> tuple[Reply, bool]:
         headers = _headers(reader)
         status = int(code)
         if not 100 <= status < 200:
-            break  # 1xx (100 Continue) are informational: the answer follows
+            # 1xx (100 Continue) are informational: the answer follows
+            return status, reason, headers, version
+
+
+def _read_reply(reader: BinaryIO, method: str) -> tuple[Reply, bool]:
+    """The reply and whether the connection can carry another request."""
+    status, reason, headers, version = _head(reader)
+    return _read_body(
+        reader, method, status=status, reason=reason, headers=headers, version=version
+    )
+
+
+def _read_body(
+    reader: BinaryIO,
+    method: str,
+    *,
+    status: int,
+    reason: str,
+    headers: dict[str, str],
+    version: str,
+) -> tuple[Reply, bool]:
     connection = headers.get("connection", "").lower()
     keep = "close" not in connection and (version != "HTTP/1.0" or "keep-alive" in connection)
     if method == "HEAD" or status in (204, 304):
@@ -188,7 +257,11 @@ def _headers(reader: BinaryIO) -> dict[str, str]:
 
 
 def _chunked(reader: BinaryIO) -> bytes:
-    parts: list[bytes] = []
+    return b"".join(_chunks(reader))
+
+
+def _chunks(reader: BinaryIO) -> Iterator[bytes]:
+    """The chunks of a chunked body, each as soon as it has arrived."""
     while True:
         size_text = _line(reader).split(b";", 1)[0].strip()
         try:
@@ -198,8 +271,8 @@ def _chunked(reader: BinaryIO) -> bytes:
         if size == 0:
             while _line(reader) not in (b"\r\n", b"\n", b""):
                 pass  # trailers: nothing fleet sends, skipped
-            return b"".join(parts)
+            return
         chunk = reader.read(size)
         if len(chunk) != size or _line(reader) not in (b"\r\n", b"\n"):
             raise ProtocolError("the server closed the connection mid-answer")
-        parts.append(chunk)
+        yield chunk
