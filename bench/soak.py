@@ -78,6 +78,9 @@ IDLE_WINDOW = 10.0
 CHANGES = 10
 TIMEOUT = 600.0
 SUBMIT_PARALLEL = 64
+JOIN_BATCH = 25  # agents of one worker that join at once
+WATCHES = 4  # watches of one agent (fleet.agent.watches.agent_scopes)
+REQUEST_TIMEOUT = 30.0  # per request: a loaded 2-core host, not a test of deadlines
 
 
 # ---- the worker side: many agents in one event loop ------------------------------------
@@ -111,7 +114,7 @@ class CountingConnection(EtcdConnection):
     def __init__(self, endpoint: str, channel: grpc.aio.Channel) -> None:
         super().__init__(
             parse_endpoints([endpoint]),
-            request_timeout=5.0,
+            request_timeout=REQUEST_TIMEOUT,
             username=None,
             password=None,
             ca_file=None,
@@ -170,6 +173,11 @@ class Hosted:
     task: asyncio.Task[None] | None = None
 
 
+def _joined(h: Hosted) -> bool:
+    """Registered, and every watch of the agent created (its first response seen)."""
+    return h.agent.registered.is_set() and h.connection.traffic.watch_responses >= WATCHES
+
+
 async def _worker(endpoint: str, first: int, count: int, resync: float) -> None:
     """Host ``count`` agents; answer the orchestrator's commands, one JSON line each."""
     loop = asyncio.get_running_loop()
@@ -185,56 +193,20 @@ async def _worker(endpoint: str, first: int, count: int, resync: float) -> None:
         sys.stdout.flush()
 
     try:
-        rss_before = _rss_bytes()
-        for i in range(first, first + count):
-            connection = CountingConnection(endpoint, channel)
-            registry = EtcdRegistry(connection, PREFIX)
-            await connection.connect()
-            systemd = InMemorySystemd()
-            machine = Machine(id=f"soak-{i:05d}", public_ip="127.0.0.1", metadata={})
-            agent = Agent(
-                registry,
-                systemd,
-                machine,
-                units_dir=root / machine.id / "units",
-                ttl=AGENT_TTL,
-                resync_interval=resync,
-            )
-            hosted.append(Hosted(agent, systemd, connection, registry))
-        for h in hosted:
-            h.task = asyncio.create_task(h.agent.run(), name=f"soak-{h.agent.machine.id}")
-        async with asyncio.timeout(TIMEOUT):
-            while not all(h.agent.registered.is_set() for h in hosted):
-                failed = [h.task for h in hosted if h.task is not None and h.task.done()]
-                if failed:
-                    failed[0].result()
-                await asyncio.sleep(0.1)
-        reply({"ready": True, "rss_before": rss_before, "rss": _rss_bytes()})
-        while line := await reader.readline():
-            command = line.decode().strip()
-            if command == "snapshot":
-                active: dict[str, int] = {}
-                for h in hosted:
-                    names = list(h.agent.current)
-                    states = await h.systemd.unit_states(names) if names else {}
-                    active[h.agent.machine.id] = sum(s[1] == "active" for s in states.values())
-                reply(
-                    {
-                        "rss": _rss_bytes(),
-                        "traffic": {
-                            h.agent.machine.id: asdict(h.connection.traffic) for h in hosted
-                        },
-                        "held": {h.agent.machine.id: sorted(h.agent.current) for h in hosted},
-                        "active": active,
-                        "errors": [
-                            f"{h.agent.machine.id}: {h.task.exception()!r}"
-                            for h in hosted
-                            if h.task is not None and h.task.done() and not h.task.cancelled()
-                        ],
-                    }
-                )
-            elif command == "stop":
-                break
+        await _host(
+            endpoint,
+            first,
+            count,
+            resync,
+            channel=channel,
+            root=root,
+            hosted=hosted,
+            reader=reader,
+            reply=reply,
+        )
+    except Exception as exc:
+        reply({"error": f"worker {first}: {exc!r}"})
+        raise
     finally:
         for h in hosted:
             h.agent.stop()
@@ -246,6 +218,72 @@ async def _worker(endpoint: str, first: int, count: int, resync: float) -> None:
         await channel.close()
         shutil.rmtree(root, ignore_errors=True)
         reply({"stopped": True})
+
+
+async def _host(
+    endpoint: str,
+    first: int,
+    count: int,
+    resync: float,
+    *,
+    channel: grpc.aio.Channel,
+    root: Path,
+    hosted: list[Hosted],
+    reader: asyncio.StreamReader,
+    reply: Any,
+) -> None:
+    rss_before = _rss_bytes()
+    for i in range(first, first + count):
+        connection = CountingConnection(endpoint, channel)
+        registry = EtcdRegistry(connection, PREFIX)
+        await connection.connect()
+        systemd = InMemorySystemd()
+        machine = Machine(id=f"soak-{i:05d}", public_ip="127.0.0.1", metadata={})
+        agent = Agent(
+            registry,
+            systemd,
+            machine,
+            units_dir=root / machine.id / "units",
+            ttl=AGENT_TTL,
+            resync_interval=resync,
+        )
+        hosted.append(Hosted(agent, systemd, connection, registry))
+    # Machines join in batches, as a cluster's machines boot: each batch is
+    # registered and has its watches before the next one starts.
+    for start in range(0, len(hosted), JOIN_BATCH):
+        batch = hosted[start : start + JOIN_BATCH]
+        for h in batch:
+            h.task = asyncio.create_task(h.agent.run(), name=f"soak-{h.agent.machine.id}")
+        async with asyncio.timeout(TIMEOUT):
+            while not all(_joined(h) for h in batch):
+                failed = [h.task for h in batch if h.task is not None and h.task.done()]
+                if failed:
+                    failed[0].result()
+                await asyncio.sleep(0.05)
+    reply({"ready": True, "rss_before": rss_before, "rss": _rss_bytes()})
+    while line := await reader.readline():
+        command = line.decode().strip()
+        if command == "snapshot":
+            active: dict[str, int] = {}
+            for h in hosted:
+                names = list(h.agent.current)
+                states = await h.systemd.unit_states(names) if names else {}
+                active[h.agent.machine.id] = sum(s[1] == "active" for s in states.values())
+            reply(
+                {
+                    "rss": _rss_bytes(),
+                    "traffic": {h.agent.machine.id: asdict(h.connection.traffic) for h in hosted},
+                    "held": {h.agent.machine.id: sorted(h.agent.current) for h in hosted},
+                    "active": active,
+                    "errors": [
+                        f"{h.agent.machine.id}: {h.task.exception()!r}"
+                        for h in hosted
+                        if h.task is not None and h.task.done() and not h.task.cancelled()
+                    ],
+                }
+            )
+        elif command == "stop":
+            break
 
 
 # ---- the orchestrator --------------------------------------------------------------------
@@ -279,6 +317,8 @@ class Worker:
                 f"soak worker {self.process.pid} exited ({await self.process.wait()})"
             )
         message: dict[str, Any] = json.loads(line)
+        if "error" in message:
+            raise RuntimeError(message["error"])
         return message
 
     async def ask(self, command: str) -> dict[str, Any]:
@@ -612,7 +652,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["--worker"]:
         endpoint, first, count, resync = argv[1], int(argv[2]), int(argv[3]), float(argv[4])
-        logging.basicConfig(level=logging.WARNING, format="%(asctime)s worker %(name)s %(message)s")
+        logging.basicConfig(level=logging.ERROR, format="%(asctime)s worker %(name)s %(message)s")
         asyncio.run(_worker(endpoint, first, count, resync))
         return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
