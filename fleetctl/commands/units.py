@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import click
 
 from fleet.core.model import DesiredState
-from fleet.errors import InvalidInput, NotFound
+from fleet.errors import AlreadyExists, InvalidInput, NotFound
 from fleetctl.commands.rolling import rolling_options
 from fleetctl.commands.targets import (
     UnitArg,
@@ -113,7 +113,15 @@ async def create_units(
         if write.replace:
             await client.replace_unit(write.name, write.unit, DesiredState.INACTIVE)
         else:
-            await client.create_unit(write.name, write.unit, DesiredState.INACTIVE)
+            try:
+                await client.create_unit(write.name, write.unit, DesiredState.INACTIVE)
+            except AlreadyExists:
+                # Another client created it between our check and our write: the
+                # same file is a unit that exists (as if seen by the check), a
+                # different one is the usual conflict.
+                existing = await client.get_unit(write.name)
+                if existing is None or existing.hash != write.unit.hash:
+                    raise
     # Like fleet, the creation line is for units the engine schedules: a global
     # unit has no state of its own to report.
     created = [w.name for w in writes if not unit_is_global(w.name, w.unit)]
