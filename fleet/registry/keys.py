@@ -25,6 +25,7 @@ MACHINE = "machine/"
 MACHINE_METADATA = "machine-metadata/"
 STATE = "state/"
 ENGINE_LEADER = "engine/leader"
+ENGINE_VERSION = "engine/version"
 MAINTENANCE = "maintenance/"
 CORDON, DRAIN, DRAIN_STATUS = "cordon", "drain", "drain-status"
 MAINTENANCE_KINDS = (CORDON, DRAIN, DRAIN_STATUS)
@@ -148,6 +149,9 @@ class Keys:
 
     def engine_leader(self) -> bytes:
         return self._key(ENGINE_LEADER)
+
+    def engine_version(self) -> bytes:
+        return self._key(ENGINE_VERSION)
 
     def maintenance(self, machine_id: str | None = None) -> bytes:
         """``maintenance/`` (every machine) or ``maintenance/<machine-id>/``."""
