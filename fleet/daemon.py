@@ -145,6 +145,7 @@ class Fleetd:
         self._signals: asyncio.Queue[int] = asyncio.Queue()
         self._agent: Agent | None = None
         self._agent_task: asyncio.Task[None] | None = None
+        self._engine_task: asyncio.Task[None] | None = None
         self._stopping = False
 
     async def run(self) -> None:
@@ -181,6 +182,7 @@ class Fleetd:
 
         Raises FleetError (exit 1) when a component ends or crashes on its own."""
         self._agent, self._agent_task, self._stopping = None, None, False
+        self._engine_task = None
         components = asyncio.create_task(self._run_components(listeners), name="components")
         try:
             while True:
@@ -196,8 +198,15 @@ class Fleetd:
                     self._dump_state()
                     continue
                 self._stopping = True
+                engine = self._engine_task
+                if engine is not None:
+                    # A leader resigns first: a standby leads within a second.
+                    engine.cancel()
                 if sig != signal.SIGHUP:
                     await self._stop_agent()
+                if engine is not None:
+                    # Cancelling the group now would interrupt the resignation.
+                    await asyncio.wait({engine}, timeout=STOP_TIMEOUT)
                 await self._cancel(components)
                 return sig == signal.SIGHUP
         finally:
@@ -304,7 +313,7 @@ class Fleetd:
                         watches=not config.disable_watches,
                         engine_version=config.engine_version_override or ENGINE_VERSION,
                     )
-                    group.create_task(self._component("engine", engine.run()))
+                    self._engine_task = group.create_task(self._component("engine", engine.run()))
         except BaseException as exc:
             if not self._stopping and not isinstance(exc, asyncio.CancelledError):
                 log.error("fleetd: a component failed: %r; exiting for systemd to restart", exc)
