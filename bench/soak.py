@@ -124,16 +124,17 @@ class CountingConnection(EtcdConnection):
         self.shared = channel
         self.traffic = Traffic()
 
-    def _open(self, endpoint: Any) -> None:
-        self._channel = self.shared
-        self.kv = rpc.KVStub(self.shared)
-        self.lease = rpc.LeaseStub(self.shared)
-        self.maintenance = rpc.MaintenanceStub(self.shared)
-        self._watch_stub = rpc.WatchStub(self.shared)
-        self._metadata = ()
+    def _new_channel(self, endpoint: Any, extra: tuple[tuple[str, Any], ...] = ()) -> Any:
+        return self.shared  # every member, keepalives included, on the worker's channel
 
-    async def _close_channel(self) -> None:
-        self._channel = None  # the worker closes the shared channel
+    async def close(self) -> None:
+        # The worker closes the shared channel; forget the members without closing it.
+        self._members = [None] * len(self.endpoints)
+        self._keepalive = None
+        self._retired_keepalive = []
+
+    async def _close_retired_keepalive_channels(self, everything: bool = False) -> None:
+        self._retired_keepalive = []  # never close the shared channel
 
     async def call(self, stub: str, method: str, request: Any) -> Any:
         kind = _KIND.get(method, "leases")
@@ -143,10 +144,12 @@ class CountingConnection(EtcdConnection):
         self.traffic.bytes_in += response.ByteSize()
         return response
 
-    async def keepalive_once(self, lease_id: int) -> int:
+    async def keepalive_once(
+        self, lease_id: int, deadline: float | None = None, fresh: bool = False
+    ) -> int:
         self.traffic.leases += 1
         self.traffic.bytes_out += rpc.LeaseKeepAliveRequest(ID=lease_id).ByteSize()
-        return await super().keepalive_once(lease_id)
+        return await super().keepalive_once(lease_id, deadline, fresh)
 
     async def watch(self, key: bytes, end: bytes, start_revision: int) -> AsyncGenerator[Any, None]:
         self.traffic.watch_creates += 1
