@@ -279,7 +279,8 @@ class Session:
 
         def listed() -> list[dict[str, Any]] | None:
             out = self.fleetctl("list-machines", "-o", "json", check=False).stdout or "[]"
-            found = json.loads(out)
+            # -o json also lists lost machines (a replaced machine's predecessor): skip them.
+            found = [m for m in json.loads(out) if m.get("status") != "lost"]
             names = sorted(m["metadata"]["hostname"] for m in found)
             return found if names == sorted(hostnames) else None
 
