@@ -57,6 +57,8 @@ class FleetConfig:
     api_tls_certfile: str = ""  # with api_tls_keyfile: the TCP listeners speak HTTPS
     api_tls_keyfile: str = ""
     api_tls_client_cafile: str = ""  # every client must present a certificate from this CA
+    # Tests only: advertise this engine version instead of the code's (0: the code's).
+    engine_version_override: int = 0
 
     @property
     def engine_lease_ttl(self) -> float:
@@ -245,6 +247,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "api_tls_certfile": _parse_str,
     "api_tls_keyfile": _parse_str,
     "api_tls_client_cafile": _parse_str,
+    "engine_version_override": _parse_int(0),
 }
 
 _SECRET_OPTIONS = frozenset({"etcd_password"})

@@ -5,10 +5,15 @@ D-Bus, API listeners) and runs the components (agent, engine unless
 ``disable_engine``, API) as tasks of one :class:`asyncio.TaskGroup`: a crash in
 one cancels the others and fleetd exits non-zero for systemd to restart it.
 
-Signals: SIGTERM/SIGINT stop cleanly (units keep running unless
-``shutdown_stops_units``, feature B8); SIGHUP re-reads the configuration and
-rebuilds the components while the API listeners stay open (fleet's
-``Reloading configuration from ...``); SIGUSR1 logs a JSON state dump.
+Signals are read by :meth:`Fleetd._run_once`, outside the components, so they
+are honoured in every phase (also while etcd accepts connections but never
+answers): SIGTERM/SIGINT stop cleanly (units keep running unless
+``shutdown_stops_units``, feature B8) within :data:`STOP_TIMEOUT`; SIGHUP
+re-reads the configuration and rebuilds the components while the API
+listeners stay open (fleet's ``Reloading configuration from ...``); SIGUSR1
+logs a JSON state dump. A component (agent, engine, API) that returns or
+raises while fleetd runs makes fleetd log it and exit 1, for systemd to
+restart it.
 """
 
 from __future__ import annotations
@@ -24,8 +29,9 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
+from typing import Any
 
 from fleet import __version__
 from fleet.agent import Agent
@@ -40,6 +46,7 @@ from fleet.api.server import (
 from fleet.config import DEFAULT_CONFIG_PATH, FleetConfig, load_config
 from fleet.core.model import Machine
 from fleet.engine import Engine
+from fleet.engine.campaign import ENGINE_VERSION
 from fleet.errors import FleetError, InvalidConfig, StoreError
 from fleet.metrics import FleetMetrics
 from fleet.ports import SystemClock
@@ -51,12 +58,24 @@ log = logging.getLogger("fleetd")
 MACHINE_ID_PATH = Path("/etc/machine-id")
 
 
-class _Reload(Exception):
-    """Raised inside the component group to rebuild it with a new configuration."""
+# After SIGTERM/SIGHUP the components are cancelled and given this long to
+# finish (an engine leader resigns, leases are revoked); etcd requests carry
+# their own deadline, so only a stuck library call can use it all.
+STOP_TIMEOUT = 3.0
+# Without shutdown_stops_units the agent only cancels its tasks on SIGTERM.
+AGENT_STOP_TIMEOUT = 1.5
+# With shutdown_stops_units the agent stops every unit first (feature B8).
+AGENT_PURGE_TIMEOUT = 60.0
 
 
-class _Stop(Exception):
-    """Raised inside the component group for a clean shutdown."""
+class ComponentEnded(FleetError):
+    """A component returned while fleetd runs: fleetd exits 1."""
+
+
+def _first_error(exc: BaseException) -> str:
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return str(exc) or repr(exc)
 
 
 def read_machine_id(path: Path = MACHINE_ID_PATH) -> str:
@@ -124,6 +143,10 @@ class Fleetd:
         self.config = config
         self.machine_id = read_machine_id()
         self._signals: asyncio.Queue[int] = asyncio.Queue()
+        self._agent: Agent | None = None
+        self._agent_task: asyncio.Task[None] | None = None
+        self._engine_task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -155,15 +178,90 @@ class Fleetd:
             close_listeners(listeners)
 
     async def _run_once(self, listeners: Sequence[Listener]) -> bool:
-        """Run the components until a signal; True means reload and run again."""
-        reload = False
+        """Run the components until a signal; True means reload and run again.
+
+        Raises FleetError (exit 1) when a component ends or crashes on its own."""
+        self._agent, self._agent_task, self._stopping = None, None, False
+        self._engine_task = None
+        components = asyncio.create_task(self._run_components(listeners), name="components")
         try:
-            await self._run_components(listeners)
-        except* _Reload:
-            reload = True
-        except* _Stop:
-            pass
-        return reload
+            while True:
+                sig = await self._next_signal(components)
+                if sig is None:
+                    # The group has cancelled the other components already.
+                    try:
+                        components.result()
+                    except (FleetError, Exception) as exc:
+                        raise ComponentEnded(f"fleetd stops: {_first_error(exc)}") from exc
+                    raise ComponentEnded("fleetd's components ended unexpectedly")
+                if sig == signal.SIGUSR1:
+                    self._dump_state()
+                    continue
+                self._stopping = True
+                engine = self._engine_task
+                if engine is not None:
+                    # A leader resigns first: a standby leads within a second.
+                    engine.cancel()
+                if sig != signal.SIGHUP:
+                    await self._stop_agent()
+                if engine is not None:
+                    # Cancelling the group now would interrupt the resignation.
+                    await asyncio.wait({engine}, timeout=STOP_TIMEOUT)
+                await self._cancel(components)
+                return sig == signal.SIGHUP
+        finally:
+            if not components.done():
+                components.cancel()
+
+    async def _next_signal(self, components: asyncio.Task[None]) -> int | None:
+        """The next signal, or None if the components ended first."""
+        getter = asyncio.ensure_future(self._signals.get())
+        try:
+            await asyncio.wait({components, getter}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not getter.done():
+                getter.cancel()
+        if getter.done() and not getter.cancelled():
+            return getter.result()
+        return None
+
+    async def _stop_agent(self) -> None:
+        """SIGTERM/SIGINT: let the agent finish (it purges when configured to)."""
+        agent, task = self._agent, self._agent_task
+        if agent is None or task is None or task.done():
+            return
+        agent.stop()
+        limit = AGENT_PURGE_TIMEOUT if agent.shutdown_stops_units else AGENT_STOP_TIMEOUT
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.shield(task), timeout=limit)
+
+    @staticmethod
+    async def _cancel(components: asyncio.Task[None]) -> None:
+        components.cancel()
+        done, _ = await asyncio.wait({components}, timeout=STOP_TIMEOUT)
+        if not done:
+            log.error("fleetd's components did not stop within %gs", STOP_TIMEOUT)
+            return
+        if not components.cancelled() and (exc := components.exception()) is not None:
+            log.error("a component failed while stopping: %r", exc)
+
+    def _dump_state(self) -> None:
+        agent = self._agent
+        state = {
+            "machine": self.machine_id,
+            "config": {
+                k: v for k, v in dataclasses.asdict(self.config).items() if k != "etcd_password"
+            },
+            "agent_passes": getattr(agent, "passes", None),
+        }
+        print(json.dumps(state, default=str), flush=True)
+
+    async def _component(self, name: str, run: Coroutine[Any, Any, None]) -> None:
+        """Run one component; its returning while fleetd runs is an error."""
+        await run
+        if not self._stopping:
+            log.error("fleetd: the %s ended unexpectedly; exiting for systemd to restart", name)
+            raise ComponentEnded(f"the {name} ended unexpectedly")
 
     async def _run_components(self, listeners: Sequence[Listener]) -> None:
 
@@ -201,12 +299,15 @@ class Fleetd:
             machine.public_ip or "-",
             ",".join(config.etcd_servers),
         )
+        self._agent = agent
         try:
             async with asyncio.TaskGroup() as group:
-                agent_task = group.create_task(agent.run(), name="agent")
+                self._agent_task = group.create_task(self._component("agent", agent.run()))
                 group.create_task(
-                    serve_listeners(app, listeners, on_stop=app.state.change_feed.close),
-                    name="api",
+                    self._component(
+                        "API",
+                        serve_listeners(app, listeners, on_stop=app.state.change_feed.close),
+                    )
                 )
                 if not config.disable_engine:
                     engine = Engine(
@@ -218,35 +319,16 @@ class Fleetd:
                         machine_grace=2 * config.agent_ttl,
                         watches=not config.disable_watches,
                         events=not config.disable_events,
+                        engine_version=config.engine_version_override or ENGINE_VERSION,
                     )
-                    group.create_task(engine.run(), name="engine")
-                group.create_task(self._wait_signal(agent, agent_task), name="signals")
+                    self._engine_task = group.create_task(self._component("engine", engine.run()))
+        except BaseException as exc:
+            if not self._stopping and not isinstance(exc, asyncio.CancelledError):
+                log.error("fleetd: a component failed: %r; exiting for systemd to restart", exc)
+            raise
         finally:
             systemd.close()
             await registry.close()
-
-    async def _wait_signal(self, agent: Agent, agent_task: asyncio.Task[None]) -> None:
-        while True:
-            sig = await self._signals.get()
-            if sig == signal.SIGUSR1:
-                state = {
-                    "machine": self.machine_id,
-                    "config": {
-                        k: v
-                        for k, v in dataclasses.asdict(self.config).items()
-                        if k != "etcd_password"
-                    },
-                    "agent_passes": getattr(agent, "passes", None),
-                }
-                print(json.dumps(state, default=str), flush=True)
-                continue
-            if sig == signal.SIGHUP:
-                raise _Reload
-            # SIGTERM/SIGINT: let the agent finish (it purges when configured to).
-            agent.stop()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(asyncio.shield(agent_task), timeout=60)
-            raise _Stop
 
     @staticmethod
     async def _connect_registry(config: FleetConfig, metrics: FleetMetrics) -> EtcdRegistry:

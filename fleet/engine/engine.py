@@ -22,7 +22,7 @@ import fleet
 from fleet.core.events import Decision, Event, EventFactory, MachineWatch, schedule_events
 from fleet.core.maintenance import DrainStatus
 from fleet.core.scheduler import Plan, Snapshot, plan
-from fleet.engine.campaign import Campaign, EngineRegistry
+from fleet.engine.campaign import ENGINE_VERSION, Campaign, EngineRegistry
 from fleet.engine.drains import DRAIN_TICK, DrainCoordinator
 from fleet.engine.view import WATCHED, ClusterState, PassWrites
 from fleet.errors import NotLeader, StoreCompacted, StoreError, StoreUnavailable
@@ -89,6 +89,7 @@ class Engine:
         *,
         reconcile_interval: float = 2.0,
         version: str = fleet.__version__,
+        engine_version: int = ENGINE_VERSION,
         lease_ttl: float | None = None,
         planner: Callable[[Snapshot], Plan] = plan,
         metrics: FleetMetrics | None = None,
@@ -119,6 +120,7 @@ class Engine:
             machine_id,
             version,
             self._ttl,
+            engine_version=engine_version,
             interval=reconcile_interval,
             clock=self._clock,
             on_store_failure=self._note_store_failure,
@@ -144,8 +146,13 @@ class Engine:
         # have lost its presence to the outage; its units stay put for
         # ``machine_grace`` seconds after etcd answers again, time for its agent
         # to register again. A healthy engine still reacts to an expiry at once.
+        # Armed only by trouble that can have cost agents their presence: seen
+        # while leading (``_store_failed``, cleared by the relist that arms it) or
+        # seen as a standby no longer ago than the grace itself (a standby that saw
+        # one failed request long ago must not delay a real failover).
         self._machine_grace = machine_grace
         self._store_failed = False
+        self._last_failure: float | None = None
         self._shield_until = 0.0
 
     # --- public -------------------------------------------------------------------
@@ -183,6 +190,7 @@ class Engine:
             while True:
                 leadership = await self._campaign.win()
                 self._leadership = leadership
+                self._store_failed = False
                 self._leader_since = self._clock.time()
                 self._elections_won += 1
                 if self._metrics is not None:
@@ -193,8 +201,9 @@ class Engine:
                     await self._lead(leadership)
                 except NotLeader as exc:
                     log.warning("engine: leadership lost: %s", exc)
-                    # Usually etcd trouble (the lease was not refreshed in time).
-                    self._store_failed = True
+                    # Usually etcd trouble (the lease was not refreshed in time);
+                    # it arms the grace of a next term only while it is recent.
+                    self._note_store_failure()
                 finally:
                     # Resign before anything else (also when cancelled: a stopping
                     # fleetd hands over at once instead of when its lease expires).
@@ -209,7 +218,8 @@ class Engine:
     # --- leadership ---------------------------------------------------------------
 
     def _note_store_failure(self) -> None:
-        self._store_failed = True
+        """A registry failure seen while not leading (campaign, standby watch)."""
+        self._last_failure = self._clock.monotonic()
 
     async def _resign(self) -> None:
         leadership, self._leadership = self._leadership, None
@@ -271,13 +281,20 @@ class Engine:
             view.load(topic, listing)
             revisions[topic] = revision
         reasons, _ = await self._registry.list_changes(Scope(Topic.REASONS))
+        now = self._clock.monotonic()
+        shield_until = 0.0
         if self._store_failed:
-            self._store_failed = False
-            self._shield_until = self._clock.monotonic() + self._machine_grace
+            shield_until = now + self._machine_grace
+        elif self._last_failure is not None:
+            shield_until = self._last_failure + self._machine_grace
+        self._store_failed = False
+        self._last_failure = None
+        if shield_until > now:
+            self._shield_until = shield_until
             if self._machine_grace > 0:
                 log.info(
                     "engine: after etcd trouble, absent machines keep their units for %gs",
-                    self._machine_grace,
+                    shield_until - now,
                 )
         view.load_reasons(
             {c.name: c.reason for c in reasons if isinstance(c, ReasonChanged) and c.reason}

@@ -163,11 +163,17 @@ class ScheduleChange:
 class EngineStore(Protocol):
     """What the engine writes (implemented by EtcdRegistry)."""
 
-    async def campaign(self, machine_id: str, version: str, ttl: float) -> Leadership | None:
+    async def campaign(
+        self, machine_id: str, version: str, ttl: float, engine_version: int = 0
+    ) -> Leadership | None:
         """Try once to take the engine leadership on a fresh lease of ``ttl``
         seconds. Returns the held leadership (its lease is kept alive by a task
         owned by the registry until ``resign`` or loss), or None if another
-        engine leads."""
+        engine leads or a newer ``engine_version`` is registered (the version
+        gate: an older engine never leads; a newer one deposes an older leader)."""
+
+    async def engine_version(self) -> int | None:
+        """The newest engine version registered, if any."""
 
     async def resign(self, leadership: Leadership) -> None: ...
 

@@ -228,14 +228,41 @@ def decode_state(raw: bytes, name: str, machine_id: str, where: str) -> UnitStat
 # --- engine leader --------------------------------------------------------------
 
 
-def encode_leader(machine_id: str, version: str, lease_id: int) -> bytes:
+def encode_leader(machine_id: str, version: str, lease_id: int, engine_version: int = 0) -> bytes:
     # The lease id makes two terms of the same machine distinct values.
-    return _dump({"machine_id": machine_id, "version": version, "lease": lease_id})
+    return _dump(
+        {
+            "machine_id": machine_id,
+            "version": version,
+            "lease": lease_id,
+            "engine_version": engine_version,
+        }
+    )
 
 
 def decode_leader(raw: bytes, where: str) -> tuple[str, str]:
     obj = _load(raw, where)
     return _str(obj, "machine_id", where), str(obj.get("version", ""))
+
+
+def decode_leader_engine_version(raw: bytes, where: str) -> int:
+    """The engine version a leader record was written by (0: before the version gate)."""
+    value = _load(raw, where).get("engine_version", 0)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise StoreError(f"corrupt value at {where}: 'engine_version' is not an integer")
+    return value
+
+
+def encode_engine_version(version: int) -> bytes:
+    return str(version).encode()
+
+
+def decode_engine_version(raw: bytes, where: str) -> int:
+    """``engine/version``: the newest engine version registered, a decimal integer."""
+    text = raw.decode(errors="replace").strip()
+    if not text.isdigit():
+        raise StoreError(f"corrupt value at {where}: {text!r} is not an engine version")
+    return int(text)
 
 
 # --- machine maintenance (cordon, drain request, drain status) ------------------

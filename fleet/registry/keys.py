@@ -26,6 +26,7 @@ MACHINE_METADATA = "machine-metadata/"
 MACHINE_SEEN = "machine-seen/"
 STATE = "state/"
 ENGINE_LEADER = "engine/leader"
+ENGINE_VERSION = "engine/version"
 MAINTENANCE = "maintenance/"
 EVENTS = "events/"
 EVENTS_UNIT, EVENTS_MACHINE = "unit", "machine"
@@ -158,6 +159,9 @@ class Keys:
 
     def engine_leader(self) -> bytes:
         return self._key(ENGINE_LEADER)
+
+    def engine_version(self) -> bytes:
+        return self._key(ENGINE_VERSION)
 
     def maintenance(self, machine_id: str | None = None) -> bytes:
         """``maintenance/`` (every machine) or ``maintenance/<machine-id>/``."""

@@ -34,12 +34,27 @@ class LeadershipRegistry(EventsRegistry):
         super().__init__(*args, **kwargs)
         self._events_task: asyncio.Task[None] | None = None
 
-    async def campaign(self, machine_id: str, version: str, ttl: float) -> Leadership | None:
+    async def campaign(
+        self, machine_id: str, version: str, ttl: float, engine_version: int = 0
+    ) -> Leadership | None:
+        """One attempt at ``engine/leader`` behind the engine version gate.
+
+        ``engine/version`` holds the newest engine version registered: an engine
+        older than it never leads (None, without granting a lease); a newer one
+        raises it (compare-and-swap) and deposes a leader of an older version by
+        deleting its record, which fences that leader's writes at once.
+        """
+        if not await self._pass_version_gate(engine_version):
+            return None
         key = self.keys.engine_leader()
+        version_key = self.keys.engine_version()
         lease_id = await self._grant(ttl)
-        value = codec.encode_leader(machine_id, version, lease_id)
+        value = codec.encode_leader(machine_id, version, lease_id, engine_version)
         try:
-            response = await self._txn([created(key, 0)], [put(key, value, lease_id)])
+            response = await self._txn(
+                [created(key, 0), valued(version_key, codec.encode_engine_version(engine_version))],
+                [put(key, value, lease_id)],
+            )
         except BaseException:
             await self._revoke_quietly(lease_id)
             raise
@@ -63,6 +78,45 @@ class LeadershipRegistry(EventsRegistry):
 
         self._start_keepalive(leadership, still_leader)
         return leadership
+
+    async def engine_version(self) -> int | None:
+        """The newest engine version registered in ``engine/version`` (None: none yet)."""
+        key = self.keys.engine_version()
+        kv = await self._get(key)
+        return None if kv is None else codec.decode_engine_version(kv.value, self._where(key))
+
+    async def _pass_version_gate(self, mine: int) -> bool:
+        """False if a newer engine version is registered; otherwise make sure the
+        key holds ``mine`` and no leader of an older version remains."""
+        version_key, leader_key = self.keys.engine_version(), self.keys.engine_leader()
+        for _ in range(5):
+            kv = await self._get(version_key)
+            registered = (
+                None if kv is None else codec.decode_engine_version(kv.value, self._where(kv.key))
+            )
+            if registered is not None and registered > mine:
+                return False
+            if registered is None or registered < mine:
+                guard = (
+                    created(version_key, 0)
+                    if kv is None
+                    else modified(version_key, kv.mod_revision)
+                )
+                response = await self._txn(
+                    [guard], [put(version_key, codec.encode_engine_version(mine))]
+                )
+                if not response.succeeded:
+                    continue  # another engine raised it meanwhile: look again
+            leader = await self._get(leader_key)
+            if leader is not None:
+                theirs = codec.decode_leader_engine_version(leader.value, self._where(leader_key))
+                if theirs < mine:
+                    # Depose it: its keepalive check and its fenced writes fail.
+                    await self._txn(
+                        [modified(leader_key, leader.mod_revision)], [delete(leader_key)]
+                    )
+            return True
+        return False
 
     async def get_leader(self) -> tuple[str, str] | None:
         """(machine id, engine version) of the current leader, if any."""

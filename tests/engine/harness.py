@@ -17,6 +17,7 @@ from fleet.core.model import DesiredState, Machine, UnitState
 from fleet.core.requirements import parse_requirements
 from fleet.core.unitfile import UnitFile
 from fleet.engine import Engine
+from fleet.engine.campaign import ENGINE_VERSION
 from fleet.metrics import FleetMetrics
 from fleet.ports import MachineLease
 from fleet.registry.etcd import EtcdRegistry
@@ -50,8 +51,8 @@ class SimulatedCluster:
     )
     machine_leases: dict[str, tuple[MachineLease, EtcdRegistry]] = field(default_factory=dict)
 
-    async def new_registry(self) -> EtcdRegistry:
-        registry = await EtcdRegistry.connect([self.etcd.endpoint], self.prefix)
+    async def new_registry(self, metrics: FleetMetrics | None = None) -> EtcdRegistry:
+        registry = await EtcdRegistry.connect([self.etcd.endpoint], self.prefix, metrics=metrics)
         self._registries.append(registry)
         return registry
 
@@ -100,14 +101,20 @@ class SimulatedCluster:
         metrics: FleetMetrics | None = None,
         *,
         watches: bool = True,
+        lease_ttl: float = LEASE_TTL,
+        engine_version: int = ENGINE_VERSION,
+        machine_grace: float = 0.0,
+        registry_metrics: FleetMetrics | None = None,
         events: bool = True,
     ) -> Engine:
-        registry = await self.new_registry()
+        registry = await self.new_registry(registry_metrics)
         engine = Engine(
             registry,
             machine_id,
             reconcile_interval=RECONCILE,
-            lease_ttl=LEASE_TTL,
+            lease_ttl=lease_ttl,
+            engine_version=engine_version,
+            machine_grace=machine_grace,
             metrics=metrics,
             watches=watches,
             events=events,
