@@ -19,7 +19,7 @@ import click
 from fleet.cluster import nodes
 from fleet.cluster.config import ClusterConfig
 from fleet.cluster.provision import parse_metadata
-from fleet.cluster.registration import wait_registered
+from fleet.cluster.registration import presence_leases, wait_registered, wait_reregistered
 
 
 @click.command(name="exec", context_settings={"ignore_unknown_options": True})
@@ -48,11 +48,16 @@ def kill_(state_dir: Path, machine: str) -> None:
 @click.argument("machine")
 @click.pass_obj
 def restart(state_dir: Path, machine: str) -> None:
-    """Reboot a machine (or boot a killed one); same disk, same machine id."""
+    """Reboot a machine (or boot a killed one); same disk, same machine id. Waits for its
+    fleetd to register again."""
     nodes.check_host()
+    cfg = ClusterConfig.load(state_dir)
     node = nodes.find(state_dir, machine)
     started = time.monotonic()
+    before = presence_leases(cfg.etcd_endpoint, cfg.key_prefix).get(node.machine_id)
     node = nodes.restart(node) if node.running else nodes.start(node)
+    if cfg.fleetd:
+        wait_reregistered(cfg.etcd_endpoint, node.machine_id, before, cfg.key_prefix, 90)
     click.echo(f"{node.name} up again in {time.monotonic() - started:.1f}s", err=True)
 
 

@@ -25,7 +25,7 @@ from fleet.cluster.config import ClusterConfig
 from fleet.cluster.etcd import EtcdProcess
 from fleet.cluster.etcd_members import EtcdCluster, plan_members
 from fleet.cluster.provision import default_fleetd
-from fleet.cluster.registration import registered_machines
+from fleet.cluster.registration import presence_leases, registered_machines, wait_reregistered
 from fleet.errors import Timeout
 from fleet.registry.keys import DEFAULT_PREFIX as DEFAULT_KEY_PREFIX
 
@@ -225,9 +225,13 @@ class Cluster:
     def restart(self, machine: MachineRef, *, wait_fleetd: bool = True) -> nodes.Node:
         """Reboot (or boot a killed machine): same machine id, fleetd registers again."""
         node = self.machine(machine)
+        before = presence_leases(self.endpoint, self.config.key_prefix).get(node.machine_id)
         node = nodes.restart(node) if node.running else nodes.start(node)
         if self.config.fleetd and wait_fleetd:
-            self.wait_registered(ids=[node.machine_id])
+            # Not the old fleetd's presence, which may outlive the reboot by up to a TTL.
+            wait_reregistered(
+                self.endpoint, node.machine_id, before, self.config.key_prefix, timeout=30
+            )
         return node
 
     def replace(self, machine: MachineRef, *, wait_fleetd: bool = True) -> nodes.Node:
