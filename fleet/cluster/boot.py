@@ -123,7 +123,22 @@ def spawn(spec: NodeSpec, d: Path) -> int:
             start_new_session=True,
             check=True,
         )
-    return int(pidfile.read_text())
+    pid = int(pidfile.read_text())
+    _wait_exec(pid, spec.name)
+    return pid
+
+
+def _wait_exec(pid: int, name: str, timeout: float = 10.0) -> None:
+    """Until the forked shell has become systemd-nspawn: until then its command line
+    is the shell's, and a check of "is our nspawn still there" would say no (on a
+    loaded host the fork-to-exec gap was long enough to fail a boot)."""
+    deadline = time.monotonic() + timeout
+    while not is_nspawn(pid, name):
+        if not Path(f"/proc/{pid}").exists():
+            return  # exited already: the boot's own checks report it with the console log
+        if time.monotonic() > deadline:
+            raise FleetError(f"{name}: systemd-nspawn did not start within {timeout:g}s")
+        time.sleep(0.005)
 
 
 def _leader(name: str) -> int:
