@@ -120,6 +120,8 @@ def unit_is_global(name: str, unit: UnitFile) -> bool:
     """
     from fleet.core.requirements import validate_unit  # keeps import cycles out
 
+    if not any(o.section == "X-Fleet" and o.name == "Global" for o in unit.options):
+        return False  # nothing else makes a unit global: no need to validate it all
     try:
         return validate_unit(name, unit).is_global
     except InvalidInput:
