@@ -15,6 +15,7 @@ into these at their edge with ``raise ... from exc``; ``fleetctl`` catches
     │   └── TooLarge                over a size limit (a unit, a request body): HTTP 413
     ├── NotFound                    unit / machine / state does not exist
     ├── AlreadyExists               create of something that exists
+    ├── ListingExpired              a paged listing's snapshot was compacted: HTTP 410
     ├── Unplaceable                 the engine found no machine (exit 2)
     ├── UnitFailed                  a unit failed where it was placed
     ├── Timeout                     a blocking wait gave up
@@ -69,6 +70,11 @@ class NotFound(FleetError):
 
 class AlreadyExists(FleetError):
     pass
+
+
+class ListingExpired(FleetError):
+    """The etcd revision a paged listing reads (its page token's) is gone: the
+    listing must start again from its first page."""
 
 
 class Unplaceable(FleetError):

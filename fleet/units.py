@@ -36,11 +36,16 @@ from fleet.core.model import (
 from fleet.core.names import check_activation, validate_unit_name
 from fleet.core.requirements import Requirements, validate_unit
 from fleet.core.unitfile import UnitFile
-from fleet.core.views import UnitInfo, build_unit_infos, parse_bodies
+from fleet.core.views import ParsedBodies, UnitInfo, build_unit_infos
 from fleet.errors import AlreadyExists
 from fleet.ports import ClusterView, EventStore, MaintenanceStore, UnitStore
 
 log = logging.getLogger(__name__)
+
+# Parsed unit files a long-lived reader (the API server) keeps: above the unit
+# count fleet is measured at (10,000), as a listing scanning more distinct
+# bodies than the cache holds would find none of them.
+BODY_CACHE_SIZE = 16_384
 
 
 class Registry(UnitStore, ClusterView, MaintenanceStore, EventStore, Protocol):
@@ -144,59 +149,85 @@ async def put_unit(
 # --- views -------------------------------------------------------------------------------
 
 
-async def list_units(registry: Registry) -> list[UnitInfo]:
-    """Every unit as users see it, sorted by name."""
-    return await _infos(registry, await registry.list_jobs())
+async def list_units(
+    registry: Registry, *, revision: int = 0, bodies: ParsedBodies | None = None
+) -> list[UnitInfo]:
+    """Every unit as users see it, sorted by name: all of it read at ``revision``
+    (the current one when 0) so that the views join one consistent snapshot, and
+    bodies parsed only when ``bodies`` has not seen their hash."""
+    revision = revision or await registry.pin_revision()
+    jobs = await registry.list_jobs(revision)
+    return await _infos(registry, jobs, revision, _cache(bodies))
 
 
-async def get_unit(registry: Registry, name: str) -> UnitInfo | None:
+async def get_unit(
+    registry: Registry, name: str, bodies: ParsedBodies | None = None
+) -> UnitInfo | None:
     """One unit's view; None if it does not exist (or its body is unusable)."""
     validate_unit_name(name)
     job = await registry.get_job(name)
-    infos = await _infos(registry, [job]) if job is not None else []
+    if job is None:
+        return None
+    infos = await _infos(registry, [job], 0, _cache(bodies))
     return infos[0] if infos else None
 
 
 async def list_unit_states(
-    view: ClusterView, machine_id: str | None = None, unit_name: str | None = None
+    view: ClusterView,
+    machine_id: str | None = None,
+    unit_name: str | None = None,
+    *,
+    revision: int = 0,
 ) -> list[UnitState]:
     """Published unit states sorted by (unit, machine), narrowed by exact
     ``machine_id`` and ``unit_name`` when given (empty means no filter, as in fleet)."""
     return [
         state
-        for state in await view.list_unit_states()
+        for state in await view.list_unit_states(revision)
         if (not machine_id or state.machine_id == machine_id)
         and (not unit_name or state.name == unit_name)
     ]
 
 
-async def _infos(registry: Registry, jobs: Sequence[Job]) -> list[UnitInfo]:
+async def _infos(
+    registry: Registry, jobs: Sequence[Job], revision: int, cache: ParsedBodies
+) -> list[UnitInfo]:
     if not jobs:
         return []
+    bodies, unparseable, unseen = cache.known(job.hash for job in jobs)
     schedule, states, reasons, texts = await asyncio.gather(
-        registry.list_schedule(),
-        registry.list_unit_states(),
-        registry.list_reasons(),
-        registry.get_unit_bodies(sorted({job.hash for job in jobs})),
+        registry.list_schedule(revision),
+        registry.list_unit_states(revision),
+        registry.list_reasons(revision),
+        registry.get_unit_bodies(unseen, revision) if unseen else _no_bodies(),
     )
-    bodies, unparseable = parse_bodies(texts)
-    for digest in unparseable:
+    parsed, newly_unparseable = cache.add(texts)
+    bodies.update(parsed)
+    for digest in sorted([*unparseable, *newly_unparseable]):
         names = ", ".join(job.name for job in jobs if job.hash == digest)
         log.warning("unit body %s in the registry does not parse; hiding %s", digest, names)
-    return build_unit_infos(
-        jobs, bodies, schedule, states, await _current_reasons(registry, jobs, reasons)
-    )
+    current = await _current_reasons(registry, jobs, reasons, revision)
+    return build_unit_infos(jobs, bodies, schedule, states, current)
+
+
+def _cache(bodies: ParsedBodies | None) -> ParsedBodies:
+    # Not ``bodies or ...``: an empty cache is falsy, and would never fill.
+    return ParsedBodies(BODY_CACHE_SIZE) if bodies is None else bodies
+
+
+async def _no_bodies() -> dict[str, str]:
+    return {}
 
 
 async def _current_reasons(
-    registry: Registry, jobs: Sequence[Job], reasons: Mapping[str, PlacementReason]
+    registry: Registry, jobs: Sequence[Job], reasons: Mapping[str, PlacementReason], revision: int
 ) -> dict[str, str]:
     """The reasons that still explain their unit: a reason judged for other
     content, another desired state or another set of machines is stale (the
     engine's next pass decides anew) and is never reported."""
     if not reasons:
         return {}
-    fingerprint = machine_set_fingerprint(await registry.list_machines())
+    fingerprint = machine_set_fingerprint(await registry.list_machines(revision))
     by_name = {job.name: job for job in jobs}
     return {
         name: reason.text

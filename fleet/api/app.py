@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry
 
 from fleet.api import health
 from fleet.api.errors import ApiProblem, install_error_handlers
+from fleet.api.listing import Listings
 from fleet.api.middleware import Envelope
 from fleet.api.routes_cluster import cluster_router
 from fleet.api.routes_discovery import discovery_router
@@ -41,11 +42,12 @@ PREFIXES = ("/fleet/v1", "/v1-alpha")
 
 def _v1_router(registry: Registry, token_limit: int, feed: ChangeFeed) -> APIRouter:
     router = APIRouter()
+    listings = Listings(registry)  # shared by both prefixes' routes
     router.include_router(watch_router(feed))
     router.include_router(discovery_router())
-    router.include_router(units_router(registry, token_limit))
-    router.include_router(state_router(registry, token_limit))
-    router.include_router(machines_router(registry, token_limit))
+    router.include_router(units_router(registry, token_limit, listings))
+    router.include_router(state_router(registry, token_limit, listings))
+    router.include_router(machines_router(registry, token_limit, listings))
     router.include_router(maintenance_router(registry))
     router.include_router(cluster_router(registry))
     router.include_router(events_router(registry))

@@ -1,8 +1,8 @@
 """Every API error answer in fleet's envelope: the one mapping from errors to HTTP.
 
 ``{"error":{"code":N,"message":"..."}}`` for the project's own errors
-(TooLarge 413, any other InvalidInput 400, NotFound 404, AlreadyExists 409, an
-etcd outage 503 with fleet's message, anything else a 500 that hides its
+(TooLarge 413, any other InvalidInput 400, NotFound 404, AlreadyExists 409,
+ListingExpired 410, an etcd outage 503 with fleet's message, anything else a 500 that hides its
 text), for :class:`ApiProblem` (statuses no error kind has: 405, 415) and for
 FastAPI's and Starlette's own 404/405/422, so no client ever sees another
 shape. A message that echoes a client's lone surrogate (valid JSON, not
@@ -25,6 +25,7 @@ from fleet.errors import (
     AlreadyExists,
     FleetError,
     InvalidInput,
+    ListingExpired,
     NotFound,
     StoreUnavailable,
     TooLarge,
@@ -62,6 +63,8 @@ def status_of(exc: FleetError) -> int:
         return 404
     if isinstance(exc, AlreadyExists):
         return 409
+    if isinstance(exc, ListingExpired):
+        return 410
     if isinstance(exc, StoreUnavailable):
         return 503
     return 500

@@ -1,6 +1,7 @@
 """``/machines``: the live machines on the wire, and dynamic metadata by PATCH.
 
-GET pages the machines (dynamic metadata already overlaid by the registry);
+GET pages the machines (dynamic metadata already overlaid by the registry;
+one snapshot per listing, :mod:`fleet.api.listing`);
 PATCH takes fleet's JSON-patch subset (:func:`fleet.api.schema.validate_patch`
 checks the whole batch, with :mod:`fleet.machines`' rules, before the first
 write) and writes the changes through :func:`fleet.machines.update_metadata`.
@@ -14,13 +15,14 @@ from pydantic import TypeAdapter
 
 from fleet import machines
 from fleet.api import schema
+from fleet.api.listing import Listings
 from fleet.api.wire import json_response, parse, read_json, request_body
 from fleet.ports import ClusterView
 
 _PATCH = TypeAdapter(list[schema.MachinePatchOp])
 
 
-def machines_router(view: ClusterView, token_limit: int) -> APIRouter:
+def machines_router(view: ClusterView, token_limit: int, listings: Listings) -> APIRouter:
     router = APIRouter()
 
     @router.get(
@@ -29,7 +31,7 @@ def machines_router(view: ClusterView, token_limit: int) -> APIRouter:
     )
     async def get_machines(nextPageToken: str | None = None) -> JSONResponse:
         token = schema.PageToken.from_query(nextPageToken, token_limit)
-        page, next_token = schema.paginate(await view.list_machines(), token)
+        page, next_token = await listings.page("machines", token, view.list_machines)
         return json_response(
             schema.MachinePage(
                 machines=[

@@ -1,6 +1,7 @@
 """``/state`` and ``/state/<name>``: the unit states agents published, on the wire.
 
-The listing pages and filters by exact ``machineID`` and ``unitName`` (as
+The listing pages (one snapshot per listing, :mod:`fleet.api.listing`) and
+filters by exact ``machineID`` and ``unitName`` (as
 :func:`fleet.units.list_unit_states` does for every client); one unit's state
 is its first published state, as fleet answered.
 """
@@ -12,6 +13,7 @@ from fastapi.responses import JSONResponse
 
 from fleet import units
 from fleet.api import schema
+from fleet.api.listing import Listings
 from fleet.api.wire import json_response
 from fleet.core.model import UnitState
 from fleet.core.names import validate_unit_name
@@ -33,7 +35,7 @@ def state_to_wire(state: UnitState) -> schema.UnitState:
     )
 
 
-def state_router(view: ClusterView, token_limit: int) -> APIRouter:
+def state_router(view: ClusterView, token_limit: int, listings: Listings) -> APIRouter:
     router = APIRouter()
 
     @router.get(
@@ -46,8 +48,11 @@ def state_router(view: ClusterView, token_limit: int) -> APIRouter:
         nextPageToken: str | None = None,
     ) -> JSONResponse:
         token = schema.PageToken.from_query(nextPageToken, token_limit)
-        states = await units.list_unit_states(view, machineID, unitName)
-        page, next_token = schema.paginate(states, token)
+
+        async def snapshot(revision: int) -> list[UnitState]:
+            return await units.list_unit_states(view, machineID, unitName, revision=revision)
+
+        page, next_token = await listings.page(("state", machineID, unitName), token, snapshot)
         return json_response(
             schema.UnitStatePage(states=[state_to_wire(s) for s in page], nextPageToken=next_token)
         )

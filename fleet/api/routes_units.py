@@ -15,6 +15,7 @@ from pydantic import TypeAdapter
 from fleet import units
 from fleet.api import schema
 from fleet.api.errors import ApiProblem
+from fleet.api.listing import Listings
 from fleet.api.wire import (
     check_content_type,
     json_response,
@@ -25,7 +26,7 @@ from fleet.api.wire import (
 from fleet.core.model import DesiredState
 from fleet.core.names import validate_unit_name
 from fleet.core.unitfile import UnitFile, UnitOption
-from fleet.core.views import UnitInfo
+from fleet.core.views import ParsedBodies, UnitInfo
 from fleet.errors import InvalidInput, NotFound
 
 _UNIT_PUT = TypeAdapter(schema.UnitPut)
@@ -55,11 +56,15 @@ def _desired(text: str) -> DesiredState | None:
     return DesiredState(text)
 
 
-def units_router(registry: units.Registry, token_limit: int) -> APIRouter:
+def units_router(registry: units.Registry, token_limit: int, listings: Listings) -> APIRouter:
     router = APIRouter()
+    bodies = ParsedBodies(units.BODY_CACHE_SIZE)
+
+    async def snapshot(revision: int) -> list[UnitInfo]:
+        return await units.list_units(registry, revision=revision, bodies=bodies)
 
     async def list_units(token: schema.PageToken) -> JSONResponse:
-        page, next_token = schema.paginate(await units.list_units(registry), token)
+        page, next_token = await listings.page("units", token, snapshot)
         return json_response(
             schema.UnitPage(units=[unit_to_wire(i) for i in page], nextPageToken=next_token)
         )
@@ -108,7 +113,7 @@ def units_router(registry: units.Registry, token_limit: int) -> APIRouter:
     async def get_unit(name: str, nextPageToken: str | None = None) -> JSONResponse:
         if not name:  # "/units/" is the collection, as in fleet
             return await list_units(schema.PageToken.from_query(nextPageToken, token_limit))
-        info = await units.get_unit(registry, name)
+        info = await units.get_unit(registry, name, bodies)
         if info is None:
             raise NotFound("unit does not exist")
         return json_response(unit_to_wire(info))

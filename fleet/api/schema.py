@@ -3,9 +3,13 @@
 The JSON shapes here are fleet's (``Documentation/api-v1.md``): camelCase
 field names, every field omitted when empty. Request bodies are parsed with
 pydantic so a malformed body becomes a 400 with a readable message, never a
-500. The page token is fleet's too: URL-safe base64 (padded) of a
-little-endian ``{Limit uint16, Page uint16}``, so the original Go fleetctl can
-page through our lists.
+500. The page token is fleet's, extended: URL-safe base64 (padded) of a
+little-endian ``{Limit uint16, Page uint16, Revision uint64}``, where fleet had
+only the first two fields; the revision is the etcd revision the first page
+read, so later pages read the same snapshot (:mod:`fleet.api.listing`). Tokens
+in fleet's own 4-byte form are still accepted (read at the current revision).
+Clients only echo the token, so the original Go fleetctl pages through our
+lists.
 """
 
 from __future__ import annotations
@@ -205,22 +209,34 @@ def _check_text(problem: str, text: str) -> None:
 # ---------------------------------------------------------------------------
 # Pagination
 
-_TOKEN = struct.Struct("<HH")
+_TOKEN = struct.Struct("<HH")  # fleet's own: {Limit, Page}
+_SNAPSHOT_TOKEN = struct.Struct("<HHQ")  # ours: fleet's, then the etcd revision listed
 _T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
 class PageToken:
-    """Which page of a list: pages are 1-based, ``limit`` items each."""
+    """Which page of a list: pages are 1-based, ``limit`` items each, of the list
+    as it was at etcd ``revision`` (0: not yet pinned, the first page or a token
+    in fleet's own format, read at the current revision)."""
 
     limit: int
     page: int = 1
+    revision: int = 0
 
     def encode(self) -> str:
-        return base64.urlsafe_b64encode(_TOKEN.pack(self.limit, self.page)).decode("ascii")
+        raw = (
+            _SNAPSHOT_TOKEN.pack(self.limit, self.page, self.revision)
+            if self.revision
+            else _TOKEN.pack(self.limit, self.page)
+        )
+        return base64.urlsafe_b64encode(raw).decode("ascii")
 
     def next(self) -> PageToken:
-        return PageToken(self.limit, self.page + 1)
+        return PageToken(self.limit, self.page + 1, self.revision)
+
+    def at(self, revision: int) -> PageToken:
+        return PageToken(self.limit, self.page, revision)
 
     @classmethod
     def decode(cls, text: str, token_limit: int) -> PageToken:
@@ -232,14 +248,22 @@ class PageToken:
             raw = base64.b64decode(text.encode("ascii"), altchars=b"-_", validate=True)
         except (binascii.Error, UnicodeEncodeError, ValueError) as exc:
             raise InvalidInput("invalid page token: not URL-safe base64") from exc
-        if len(raw) != _TOKEN.size:
-            raise InvalidInput(f"invalid page token: expected {_TOKEN.size} bytes, got {len(raw)}")
-        limit, page = _TOKEN.unpack(raw)
+        if len(raw) == _SNAPSHOT_TOKEN.size:
+            limit, page, revision = _SNAPSHOT_TOKEN.unpack(raw)
+        elif len(raw) == _TOKEN.size:
+            (limit, page), revision = _TOKEN.unpack(raw), 0
+        else:
+            raise InvalidInput(
+                f"invalid page token: expected {_TOKEN.size} or {_SNAPSHOT_TOKEN.size} bytes,"
+                f" got {len(raw)}"
+            )
         if limit != token_limit:
             raise InvalidInput(f"token limit must be {token_limit}")
         if page == 0:
             raise InvalidInput("token page must be greater than zero")
-        return cls(limit, page)
+        if len(raw) == _SNAPSHOT_TOKEN.size and revision == 0:
+            raise InvalidInput("token revision must be greater than zero")
+        return cls(limit, page, revision)
 
     @classmethod
     def from_query(cls, text: str | None, token_limit: int) -> PageToken:

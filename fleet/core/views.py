@@ -6,12 +6,14 @@ holds (jobs, bodies, the engine's schedule, the agents' published states and
 the engine's unplaceable reasons), so that desired state, current state and
 target machine mean the same thing everywhere. A stored
 body that does not parse counts as missing (:func:`parse_bodies`): its unit is
-left out, like a job whose body was never written. Pure: the caller does the
-reading (and the logging).
+left out, like a job whose body was never written; :class:`ParsedBodies`
+keeps what each content hash parsed to, so a listing parses only new bodies.
+Pure: the caller does the reading (and the logging).
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -60,6 +62,56 @@ def parse_bodies(texts: Mapping[str, str]) -> tuple[dict[str, UnitFile], list[st
     return bodies, unparseable
 
 
+class ParsedBodies:
+    """Unit files parsed from stored bodies, by content hash, at most ``capacity``
+    of them (the least recently used dropped first).
+
+    A body is stored under the hash of its content, so what a hash parses to
+    never changes: a listing parses only the bodies it has not seen, and need
+    not even read the others. A body that does not parse is remembered as such.
+    ``parses`` counts the bodies parsed so far.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be at least 1, not {capacity}")
+        self.capacity = capacity
+        self.parses = 0
+        self._units: OrderedDict[str, UnitFile | None] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._units)
+
+    def known(self, hashes: Iterable[str]) -> tuple[dict[str, UnitFile], list[str], list[str]]:
+        """Of ``hashes``: the parsed bodies known, the sorted hashes known not to
+        parse, and the sorted hashes never seen (the caller reads and :meth:`add` s them)."""
+        bodies: dict[str, UnitFile] = {}
+        unparseable: list[str] = []
+        unseen: list[str] = []
+        for digest in sorted(set(hashes)):
+            if digest not in self._units:
+                unseen.append(digest)
+                continue
+            self._units.move_to_end(digest)
+            unit = self._units[digest]
+            if unit is None:
+                unparseable.append(digest)
+            else:
+                bodies[digest] = unit
+        return bodies, unparseable, unseen
+
+    def add(self, texts: Mapping[str, str]) -> tuple[dict[str, UnitFile], list[str]]:
+        """Parse and remember stored bodies (hash -> text), as :func:`parse_bodies`."""
+        bodies, unparseable = parse_bodies(texts)
+        self.parses += len(texts)
+        for digest in sorted(texts):
+            self._units[digest] = bodies.get(digest)
+            self._units.move_to_end(digest)
+        while len(self._units) > self.capacity:
+            self._units.popitem(last=False)
+        return bodies, unparseable
+
+
 def unit_is_global(name: str, unit: UnitFile) -> bool:
     """Whether ``[X-Fleet] Global`` makes this unit global.
 
@@ -68,6 +120,8 @@ def unit_is_global(name: str, unit: UnitFile) -> bool:
     """
     from fleet.core.requirements import validate_unit  # keeps import cycles out
 
+    if not any(o.section == "X-Fleet" and o.name == "Global" for o in unit.options):
+        return False  # nothing else makes a unit global: no need to validate it all
     try:
         return validate_unit(name, unit).is_global
     except InvalidInput:

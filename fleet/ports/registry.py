@@ -44,12 +44,12 @@ class UnitStore(Protocol):
 
     async def get_job(self, name: str) -> Job | None: ...
 
-    async def list_jobs(self) -> list[Job]:
-        """Every job, sorted by name."""
+    async def list_jobs(self, revision: int = 0) -> list[Job]:
+        """Every job, sorted by name (at ``revision``; the current one when 0)."""
 
     async def get_unit_body(self, hash: str) -> str | None: ...
 
-    async def get_unit_bodies(self, hashes: Sequence[str]) -> dict[str, str]: ...
+    async def get_unit_bodies(self, hashes: Sequence[str], revision: int = 0) -> dict[str, str]: ...
 
     async def set_desired_state(self, name: str, desired: DesiredState) -> None:
         """NotFound if the unit does not exist (compare-and-set in one transaction)."""
@@ -63,22 +63,30 @@ class UnitStore(Protocol):
 
 
 class ClusterView(Protocol):
-    """Read side used by fleetctl's etcd driver and the API."""
+    """Read side used by fleetctl's etcd driver and the API.
 
-    async def list_schedule(self) -> dict[str, str]:
+    The listings take a ``revision`` (0: the current one) so that a reader can
+    join several of them, or page through one, as one consistent snapshot
+    (:meth:`pin_revision` gives and checks it)."""
+
+    async def pin_revision(self, revision: int = 0) -> int:
+        """The current revision (``revision`` 0), or ``revision`` itself once it is
+        known to be still readable; StoreCompacted when it is not."""
+
+    async def list_schedule(self, revision: int = 0) -> dict[str, str]:
         """unit name -> machine id for every scheduled (non-global) unit."""
 
-    async def list_unit_states(self) -> list[UnitState]:
+    async def list_unit_states(self, revision: int = 0) -> list[UnitState]:
         """Every published unit state, sorted by (name, machine id)."""
 
-    async def list_machines(self) -> list[Machine]:
+    async def list_machines(self, revision: int = 0) -> list[Machine]:
         """Live machines (presence lease held), dynamic metadata and cordons
         overlaid, sorted by id."""
 
     async def list_unit_states_of(self, names: Sequence[str]) -> list[UnitState]:
         """The published states of these units only, sorted by (name, machine id)."""
 
-    async def list_reasons(self) -> dict[str, PlacementReason]:
+    async def list_reasons(self, revision: int = 0) -> dict[str, PlacementReason]:
         """unit name -> why the engine could not place it (feature B1), with what
         it judged (stale ones included: the reader compares)."""
 

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from aetcd import rpc
 
-from fleet.errors import StoreError
+from fleet.errors import StoreCompacted, StoreError
 from fleet.registry.client import EtcdConnection
 from fleet.registry.keys import Keys, range_end
 from fleet.registry.leases import Check, HeldLease, keep_alive
@@ -69,11 +69,29 @@ class RegistryBase:
                 return kvs, revision
             start = response.kvs[-1].key + b"\x00"
 
-    async def _snapshot(self, *prefixes: bytes) -> tuple[list[list[Any]], int]:
-        """Several prefixes read at one revision: a consistent picture."""
-        first, revision = await self._range(prefixes[0])
+    async def _snapshot(self, *prefixes: bytes, revision: int = 0) -> tuple[list[list[Any]], int]:
+        """Several prefixes read at one revision (the current one when 0): a
+        consistent picture."""
+        first, revision = await self._range(prefixes[0], revision)
         rest = [(await self._range(p, revision))[0] for p in prefixes[1:]]
         return [first, *rest], revision
+
+    async def pin_revision(self, revision: int = 0) -> int:
+        """A revision to read a consistent listing at: the current one (0), or
+        ``revision`` once etcd confirmed it can still be read. StoreCompacted if
+        it was compacted away, or is later than anything this etcd holds (a token
+        from another cluster, or from before a restore)."""
+        # One key's count at that revision: etcd checks the revision, reads nothing.
+        request = rpc.RangeRequest(key=self.keys.prefix, revision=revision, count_only=True)
+        try:
+            response = await self.connection.call("kv", "Range", request)
+        except StoreCompacted:
+            raise
+        except StoreError as exc:
+            if revision and "future revision" in str(exc):
+                raise StoreCompacted(f"revision {revision} is not in this etcd") from exc
+            raise
+        return revision or int(response.header.revision)
 
     @staticmethod
     def _where(key: bytes) -> str:

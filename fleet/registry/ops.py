@@ -26,8 +26,9 @@ def delete(key: bytes, end: bytes = b"") -> Any:
     return rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=key, range_end=end))
 
 
-def get(key: bytes, end: bytes = b"") -> Any:
-    return rpc.RequestOp(request_range=rpc.RangeRequest(key=key, range_end=end))
+def get(key: bytes, end: bytes = b"", revision: int = 0) -> Any:
+    """A read (at ``revision``, 0 for the current one)."""
+    return rpc.RequestOp(request_range=rpc.RangeRequest(key=key, range_end=end, revision=revision))
 
 
 def compare(key: bytes, target: str, result: int, value: Any, end: bytes = b"") -> Any:

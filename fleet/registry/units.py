@@ -65,8 +65,8 @@ class UnitRegistry(RegistryBase):
         kv = await self._get(key)
         return None if kv is None else codec.decode_job(kv.value, self._where(key))
 
-    async def list_jobs(self) -> list[Job]:
-        kvs, _ = await self._range(self.keys.jobs())
+    async def list_jobs(self, revision: int = 0) -> list[Job]:
+        kvs, _ = await self._range(self.keys.jobs(), revision)
         return sorted(
             (codec.decode_job(kv.value, self._where(kv.key)) for kv in kvs), key=lambda j: j.name
         )
@@ -76,12 +76,14 @@ class UnitRegistry(RegistryBase):
         kv = await self._get(key)
         return None if kv is None else codec.decode_body(kv.value, self._where(key))
 
-    async def get_unit_bodies(self, hashes: Sequence[str]) -> dict[str, str]:
+    async def get_unit_bodies(self, hashes: Sequence[str], revision: int = 0) -> dict[str, str]:
         wanted = sorted(set(hashes))
         bodies: dict[str, str] = {}
         for start in range(0, len(wanted), MAX_TXN_OPS):
             chunk = wanted[start : start + MAX_TXN_OPS]
-            response = await self._txn([], [get(self.keys.unit(h)) for h in chunk])
+            response = await self._txn(
+                [], [get(self.keys.unit(h), revision=revision) for h in chunk]
+            )
             for hash, item in zip(chunk, response.responses, strict=True):
                 for kv in item.response_range.kvs:
                     bodies[hash] = codec.decode_body(kv.value, self._where(kv.key))
@@ -150,8 +152,8 @@ class UnitRegistry(RegistryBase):
 
     # --- ClusterView -----------------------------------------------------------------
 
-    async def list_schedule(self) -> dict[str, str]:
-        kvs, _ = await self._range(self.keys.schedules())
+    async def list_schedule(self, revision: int = 0) -> dict[str, str]:
+        kvs, _ = await self._range(self.keys.schedules(), revision)
         schedule: dict[str, str] = {}
         for kv in kvs:
             machine_id, name = Keys.parse_schedule_key(self.keys.relative(kv.key))
@@ -168,8 +170,8 @@ class UnitRegistry(RegistryBase):
             entries.setdefault(machine_id, {})[name] = job
         return entries
 
-    async def list_unit_states(self) -> list[UnitState]:
-        kvs, _ = await self._range(self.keys.states())
+    async def list_unit_states(self, revision: int = 0) -> list[UnitState]:
+        kvs, _ = await self._range(self.keys.states(), revision)
         decoded: dict[bytes, tuple[bytes, UnitState]] = {}
         for kv in kvs:
             known = self._decoded_states.get(kv.key)
@@ -178,12 +180,16 @@ class UnitRegistry(RegistryBase):
                 state = codec.decode_state(kv.value, name, machine_id, self._where(kv.key))
                 known = (kv.value, state)
             decoded[kv.key] = known
-        self._decoded_states = decoded  # keys that are gone are forgotten
+        if not revision:  # an older listing must not evict what the current one decoded
+            self._decoded_states = decoded  # keys that are gone are forgotten
         return sorted((s for _, s in decoded.values()), key=lambda s: (s.name, s.machine_id))
 
-    async def list_machines(self) -> list[Machine]:
+    async def list_machines(self, revision: int = 0) -> list[Machine]:
         (machine_kvs, metadata_kvs, maintenance_kvs), _ = await self._snapshot(
-            self.keys.machines(), self.keys.machine_metadata_all(), self.keys.maintenance()
+            self.keys.machines(),
+            self.keys.machine_metadata_all(),
+            self.keys.maintenance(),
+            revision=revision,
         )
         cordons = cordons_of(self.keys, maintenance_kvs)
         dynamic: dict[str, dict[str, str | None]] = {}
@@ -198,8 +204,8 @@ class UnitRegistry(RegistryBase):
             machines.append(overlaid.cordoned(cordons.get(machine.id)))
         return sorted(machines, key=lambda m: m.id)
 
-    async def list_reasons(self) -> dict[str, PlacementReason]:
-        kvs, _ = await self._range(self.keys.reasons())
+    async def list_reasons(self, revision: int = 0) -> dict[str, PlacementReason]:
+        kvs, _ = await self._range(self.keys.reasons(), revision)
         return {
             Keys.parse_leaf(self.keys.relative(kv.key), REASON): codec.decode_reason(
                 kv.value, self._where(kv.key)

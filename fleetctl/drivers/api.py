@@ -60,6 +60,7 @@ API_PATH = "/fleet/v1/"
 # Any host name works over a unix socket; this one shows up in server logs.
 UNIX_BASE_URL = "http://fleet"
 _MAX_PAGES = 10_000  # a server that never stops paging is broken, not big
+_RESTARTS = 3  # listings started again after their snapshot expired (HTTP 410)
 FOLLOW_POLL = 0.5  # seconds between looks for new events (fleetctl events -f)
 FOLLOW_OVERLAP = 30.0  # each look starts this long before the newest event seen
 # fleetd sends a heartbeat after 15 s of quiet: three missed ones is a dead server.
@@ -246,8 +247,14 @@ class ApiClient:
     ) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
         query = dict(params or {})
+        restarts = 0
         for _ in range(_MAX_PAGES):
             response = await self._request("GET", path, params=query)
+            if response.status == 410 and "nextPageToken" in query and restarts < _RESTARTS:
+                # The listing's snapshot was compacted between two pages: list again.
+                restarts += 1
+                items, query = [], dict(params or {})
+                continue
             _raise_for(response, self.endpoint)
             body = response.json()
             items.extend(body.get(key) or [])

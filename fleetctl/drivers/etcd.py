@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from fleet import __version__, events, machines, maintenance, units
 from fleet.core.model import ClusterInfo, DesiredState, Machine, UnitState
+from fleet.core.views import ParsedBodies
 from fleet.errors import StoreUnavailable
 
 if TYPE_CHECKING:
@@ -54,6 +55,8 @@ class EtcdFleetClient:
         self._timeout = request_timeout
         self._where = where
         self._on_close = on_close
+        # fleetctl's waits list units again and again: parse each body once.
+        self._bodies = ParsedBodies(units.BODY_CACHE_SIZE)
 
     async def _call(self, aw: Awaitable[T]) -> T:
         # The registry has its own per-request deadline; this outer bound makes
@@ -67,10 +70,10 @@ class EtcdFleetClient:
             ) from exc
 
     async def list_units(self) -> list[UnitInfo]:
-        return await self._call(units.list_units(self._registry))
+        return await self._call(units.list_units(self._registry, bodies=self._bodies))
 
     async def get_unit(self, name: str) -> UnitInfo | None:
-        return await self._call(units.get_unit(self._registry, name))
+        return await self._call(units.get_unit(self._registry, name, self._bodies))
 
     async def create_unit(self, name: str, unit: UnitFile, desired: DesiredState) -> None:
         await self._call(units.create_unit(self._registry, name, unit, desired))

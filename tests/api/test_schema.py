@@ -23,10 +23,17 @@ def test_token_bytes_match_fleet(token: PageToken, text: str) -> None:
     assert PageToken.decode(text, token.limit) == token
 
 
-@given(st.integers(1, 0xFFFF), st.integers(1, 0xFFFF))
-def test_token_round_trips(limit: int, page: int) -> None:
-    token = PageToken(limit, page)
+@given(st.integers(1, 0xFFFF), st.integers(1, 0xFFFF), st.integers(0, 2**64 - 1))
+def test_token_round_trips(limit: int, page: int, revision: int) -> None:
+    token = PageToken(limit, page, revision)
     assert PageToken.decode(token.encode(), limit) == token
+
+
+def test_token_with_a_revision_extends_fleets_bytes() -> None:
+    # fleet's {Limit, Page}, then the etcd revision: 12 bytes, still URL-safe base64.
+    token = PageToken(100, 2, 0x0102030405060708)
+    assert token.encode() == "ZAACAAgHBgUEAwIB"
+    assert token.next() == PageToken(100, 3, 0x0102030405060708)
 
 
 @given(st.lists(st.integers(), max_size=30), st.integers(1, 7))

@@ -126,7 +126,10 @@ async def test_units_pagination_walks_every_page(etcd: EtcdProcess, etcd_prefix:
             tokens.append(token)
             params = {"nextPageToken": token}
         assert seen == names
-        assert tokens == [PageToken(2, 2).encode(), PageToken(2, 3).encode()]
+        decoded = [PageToken.decode(t, 2) for t in tokens]
+        assert [(t.limit, t.page) for t in decoded] == [(2, 2), (2, 3)]
+        # Every page after the first reads the snapshot the first one read.
+        assert len({t.revision for t in decoded}) == 1
 
 
 @pytest.mark.parametrize(
@@ -137,7 +140,12 @@ async def test_units_pagination_walks_every_page(etcd: EtcdProcess, etcd_prefix:
             PageToken(100, 0).encode(), "token page must be greater than zero", id="page0"
         ),
         pytest.param("%%%", "invalid page token: not URL-safe base64", id="not-base64"),
-        pytest.param("ZQ==", "invalid page token: expected 4 bytes, got 1", id="short"),
+        pytest.param("ZQ==", "invalid page token: expected 4 or 12 bytes, got 1", id="short"),
+        pytest.param(
+            "ZAACAAAAAAAAAAAA",
+            "token revision must be greater than zero",
+            id="revision0",
+        ),
     ],
 )
 def test_bad_page_token_is_400(
