@@ -61,7 +61,7 @@ async def engine_only(etcd: EtcdProcess, machines: int, units: int, events: bool
         registry = await EtcdRegistry.connect([etcd.endpoint], PREFIX)
         engine_registry = await EtcdRegistry.connect([etcd.endpoint], PREFIX)
         try:
-            await _register_simulated_machines(registry, machines)
+            await _register_simulated_machines(client, machines)
             body, hash = _body()
             names = [f"bench-{i:06d}.service" for i in range(units)]
             setup = [(keys.unit(hash), codec.encode_body(body))]
