@@ -4,6 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-echo "== ruff"; .venv/bin/ruff check . && .venv/bin/ruff format --check .
+# One command per line: under set -e a failing `a && b` list would not stop the script.
+echo "== ruff"
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
 echo "== mypy --strict"; .venv/bin/mypy
 echo "== pytest"; exec .venv/bin/pytest "$@"
