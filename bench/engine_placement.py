@@ -1,19 +1,19 @@
 """Benchmark (not a test): engine placement throughput against a private etcd.
 
 N units over M SIMULATED machines: each simulated machine is only a presence
-record (``machine/<id>``, the agent's encoding), all of them on one shared
-etcd lease (one keepalive loop per simulated machine would load this very
-process more than the engine does); no systemd runs. A real :class:`fleet.engine.Engine` leads on a private etcd
-with default raft timings. Setup (not timed): register the simulated machines,
-write N jobs with desired state ``inactive`` in batched transactions, start the
-engine and wait until it leads and has run a pass. Timed: from the first
-transaction that flips the units to ``launched`` until a watch on
-``schedule/`` has seen every unit placed. The same run measures the raw
-sequential put rate of that etcd (one client, one put at a time), the
-baseline every engine write competes with, and each size twice, with the
-engine's events (B13: one ``placed`` event per placement, in the same fenced
-transactions) off and on, alternating ``--repeat`` times; ``events cost`` is
-the drop of the median placement rate with events on.
+record (``machine/<id>``, the agent's encoding), all of them on one shared etcd
+lease (one keepalive loop per simulated machine would load this very process
+more than the engine does); no systemd runs. A real :class:`fleet.engine.Engine`
+leads on a private etcd with default raft timings. Setup (not timed): register
+the simulated machines, write N jobs with desired state ``inactive`` in batched
+transactions, start the engine and wait until it leads and has run a pass.
+Timed: from the first transaction that flips the units to ``launched`` until a
+watch on ``schedule/`` has seen every unit placed. The same run measures the raw
+sequential put rate of that etcd (one client, one put at a time), the baseline
+every engine write competes with, and each size twice, with the engine's events
+(B13: one ``placed`` event per placement, in the same fenced transactions) off
+and on, alternating ``--repeat`` times; ``events cost`` is the drop of the
+median placement rate with events on.
 
     .venv/bin/python bench/engine_placement.py --machines 300 --units 3000
     .venv/bin/python bench/engine_placement.py --matrix
@@ -88,11 +88,14 @@ async def _raw_put_rate(client: aetcd.Client, count: int) -> float:
     return count / (time.perf_counter() - started)
 
 
-async def _batched_puts(client: aetcd.Client, items: list[tuple[bytes, bytes]]) -> None:
+async def _batched_puts(
+    client: aetcd.Client, items: list[tuple[bytes, bytes]], lease: aetcd.Lease | None = None
+) -> None:
     ops = client.transactions
     for start in range(0, len(items), TXN_OPS):
         chunk = items[start : start + TXN_OPS]
-        await client.transaction(compare=[], success=[ops.put(k, v) for k, v in chunk], failure=[])
+        puts = [ops.put(k, v, lease) for k, v in chunk]
+        await client.transaction(compare=[], success=puts, failure=[])
 
 
 async def _register_simulated_machines(client: aetcd.Client, count: int) -> None:
@@ -100,27 +103,16 @@ async def _register_simulated_machines(client: aetcd.Client, count: int) -> None
     machine expires, and the bench spends no keepalive per machine (5,000 leases
     refreshed from this one process starved the engine's own lease)."""
     keys = Keys(PREFIX)
-    lease = await client.lease(SIMULATED_MACHINE_TTL)
-    ops = client.transactions
-    records = [
-        (
-            keys.machine(machine.id),
-            codec.encode_machine(machine),
+    machines = [
+        Machine(
+            id=f"sim-machine-{i:05d}",
+            public_ip="127.0.0.1",
+            metadata={"group": METADATA_VALUES[i % len(METADATA_VALUES)]},
         )
-        for machine in (
-            Machine(
-                id=f"sim-machine-{i:05d}",
-                public_ip="127.0.0.1",
-                metadata={"group": METADATA_VALUES[i % len(METADATA_VALUES)]},
-            )
-            for i in range(count)
-        )
+        for i in range(count)
     ]
-    for start in range(0, len(records), TXN_OPS):
-        chunk = records[start : start + TXN_OPS]
-        await client.transaction(
-            compare=[], success=[ops.put(k, v, lease) for k, v in chunk], failure=[]
-        )
+    records = [(keys.machine(m.id), codec.encode_machine(m)) for m in machines]
+    await _batched_puts(client, records, await client.lease(SIMULATED_MACHINE_TTL))
 
 
 async def run_once(
